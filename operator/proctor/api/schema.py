@@ -1,0 +1,160 @@
+"""Turn a pydantic model's JSON Schema into a Kubernetes structural OpenAPI v3 schema.
+
+Kubernetes accepts only "structural" schemas in CRDs: every node typed, no `$ref`, no free unions,
+`nullable` instead of `anyOf [X, null]`, and free-form content only where
+`x-kubernetes-preserve-unknown-fields` says so. This module does the translation and refuses what
+cannot be translated, naming the field, so a model change that Kubernetes would reject fails here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+_DROPPED = frozenset({"title", "examples", "$defs"})
+_SCALARS = (str, int, float, bool)
+# Key order in the output: what a reader looks for first comes first.
+_KEY_ORDER = (
+    "description",
+    "type",
+    "format",
+    "enum",
+    "default",
+    "nullable",
+    "minimum",
+    "exclusiveMinimum",
+    "maximum",
+    "exclusiveMaximum",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "minItems",
+    "maxItems",
+    "minProperties",
+    "maxProperties",
+    "required",
+    "properties",
+    "additionalProperties",
+    "items",
+    "anyOf",
+    "x-kubernetes-int-or-string",
+    "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-list-type",
+    "x-kubernetes-list-map-keys",
+    "x-kubernetes-validations",
+)
+
+
+class SchemaError(ValueError):
+    """The model uses a construct a structural CRD schema cannot express."""
+
+
+def structural_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The structural schema of `model` as the API server would store it (camelCase names)."""
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    return _convert(raw, raw.get("$defs", {}), model.__name__, ())
+
+
+def _convert(
+    node: dict[str, Any], defs: dict[str, Any], path: str, stack: tuple[str, ...]
+) -> dict[str, Any]:
+    node, stack = _inline_ref(node, defs, path, stack)
+    if "anyOf" in node and not node.get("x-kubernetes-int-or-string"):
+        node, stack = _collapse_nullable(node, defs, path, stack)
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in _DROPPED or (key == "default" and value is None):
+            continue
+        if key == "additionalProperties":
+            if value is False:
+                continue  # unknown fields are pruned by the API server; strict clients refuse them
+            if value is True:
+                if not node.get("x-kubernetes-preserve-unknown-fields"):
+                    raise SchemaError(
+                        f"{path}: free-form map; mark it FREE_FORM if arbitrary content is meant"
+                    )
+                continue
+            out[key] = _convert(value, defs, f"{path}.*", stack)
+        elif key == "properties":
+            out[key] = {
+                name: _convert(sub, defs, f"{path}.{name}", stack) for name, sub in value.items()
+            }
+        elif key == "items":
+            out[key] = _convert(value, defs, f"{path}[]", stack)
+        elif key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
+            out[key.replace("exclusive", "").lower()] = value
+            out[key] = True
+        elif key == "const":
+            out["enum"] = [value]
+        elif key in ("oneOf", "allOf", "not", "discriminator", "uniqueItems"):
+            raise SchemaError(f"{path}: `{key}` has no structural equivalent in a CRD schema")
+        elif key == "default" and not isinstance(value, _SCALARS):
+            continue  # object and list defaults stay in the model; the API server fills leaves
+        else:
+            out[key] = value
+    _check_typed(out, path)
+    if "description" in out:
+        out["description"] = " ".join(out["description"].split())
+    if "default" in out:
+        out["description"] = _with_default(out.get("description", ""), out["default"])
+    return {key: out[key] for key in sorted(out, key=_key_rank)}
+
+
+def _inline_ref(
+    node: dict[str, Any], defs: dict[str, Any], path: str, stack: tuple[str, ...]
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Replace `$ref` (or pydantic's `allOf: [$ref]`) with the definition, keeping field keys."""
+    ref = node.get("$ref")
+    if ref is None and len(node.get("allOf", ())) == 1 and "$ref" in node["allOf"][0]:
+        ref = node["allOf"][0]["$ref"]
+    if ref is None:
+        return node, stack
+    name = ref.rsplit("/", 1)[-1]
+    if name in stack:
+        raise SchemaError(f"{path}: {name} contains itself; CRD schemas cannot recurse")
+    target, stack = _inline_ref(dict(defs[name]), defs, path, (*stack, name))
+    siblings = {k: v for k, v in node.items() if k not in ("$ref", "allOf")}
+    merged = {**target, **siblings}
+    merged_extensions = target.get("x-kubernetes-validations", []) + siblings.get(
+        "x-kubernetes-validations", []
+    )
+    if merged_extensions:
+        merged["x-kubernetes-validations"] = merged_extensions
+    return merged, stack
+
+
+def _collapse_nullable(
+    node: dict[str, Any], defs: dict[str, Any], path: str, stack: tuple[str, ...]
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """`anyOf: [X, {type: null}]` becomes X with `nullable: true`; other unions are refused."""
+    branches = [b for b in node["anyOf"] if b.get("type") != "null"]
+    if len(branches) != 1:
+        raise SchemaError(f"{path}: a union of several types is not structural; use one type")
+    siblings = {k: v for k, v in node.items() if k != "anyOf"}
+    target, stack = _inline_ref(branches[0], defs, path, stack)
+    collapsed = {**target, **siblings}
+    if len(branches) < len(node["anyOf"]):
+        collapsed["nullable"] = True
+    return collapsed, stack
+
+
+def _check_typed(node: dict[str, Any], path: str) -> None:
+    if "type" in node or node.get("x-kubernetes-int-or-string"):
+        return
+    if node.get("x-kubernetes-preserve-unknown-fields"):
+        node["type"] = "object"
+        return
+    raise SchemaError(f"{path}: no type; give the field a concrete type (Any is not structural)")
+
+
+def _with_default(description: str, default: Any) -> str:
+    shown = str(default).lower() if isinstance(default, bool) else str(default)
+    sentence = f"Defaults to {shown}."
+    if sentence in description:
+        return description
+    return f"{description} {sentence}".strip()
+
+
+def _key_rank(key: str) -> tuple[int, str]:
+    return (_KEY_ORDER.index(key), key) if key in _KEY_ORDER else (len(_KEY_ORDER), key)

@@ -1,0 +1,103 @@
+"""proctor.dev/v1alpha1: the Experiment and ValidationPyramid resources.
+
+Import models from here; the submodules are an implementation detail of the package.
+"""
+
+from proctor.api.v1alpha1._base import API_VERSION, GROUP, VERSION, duration_seconds
+from proctor.api.v1alpha1.code import CodeSpec, EnvVar, EnvVarSource, KeySelector, Resources
+from proctor.api.v1alpha1.conditions import (
+    Condition,
+    ConditionStatus,
+    ExperimentConditionType,
+    PyramidConditionType,
+    Reason,
+    find_condition,
+    set_condition,
+)
+from proctor.api.v1alpha1.experiment import (
+    Anomaly,
+    AnomalyAction,
+    AnomalyKind,
+    Budget,
+    CheckpointSpec,
+    Citation,
+    CitationKind,
+    Conclusion,
+    Experiment,
+    ExperimentPhase,
+    ExperimentSpec,
+    ExperimentStatus,
+    Hypothesis,
+    TrainingSpec,
+    Verdict,
+    WatchdogSpec,
+)
+from proctor.api.v1alpha1.metadata import ObjectMeta
+from proctor.api.v1alpha1.pyramid import (
+    CheckResult,
+    CheckVerdict,
+    LayerName,
+    LayerPhase,
+    LayerResult,
+    PyramidLayers,
+    PyramidPhase,
+    ValidationPyramid,
+    ValidationPyramidSpec,
+    ValidationPyramidStatus,
+)
+from proctor.api.v1alpha1.resources import (
+    RESOURCES,
+    PrinterColumn,
+    ProctorResource,
+    ResourceInfo,
+)
+
+__all__ = [
+    "API_VERSION",
+    "GROUP",
+    "RESOURCES",
+    "VERSION",
+    "Anomaly",
+    "AnomalyAction",
+    "AnomalyKind",
+    "Budget",
+    "CheckResult",
+    "CheckVerdict",
+    "CheckpointSpec",
+    "Citation",
+    "CitationKind",
+    "CodeSpec",
+    "Conclusion",
+    "Condition",
+    "ConditionStatus",
+    "EnvVar",
+    "EnvVarSource",
+    "Experiment",
+    "ExperimentConditionType",
+    "ExperimentPhase",
+    "ExperimentSpec",
+    "ExperimentStatus",
+    "Hypothesis",
+    "KeySelector",
+    "LayerName",
+    "LayerPhase",
+    "LayerResult",
+    "ObjectMeta",
+    "PrinterColumn",
+    "ProctorResource",
+    "PyramidConditionType",
+    "PyramidLayers",
+    "PyramidPhase",
+    "Reason",
+    "ResourceInfo",
+    "Resources",
+    "TrainingSpec",
+    "ValidationPyramid",
+    "ValidationPyramidSpec",
+    "ValidationPyramidStatus",
+    "Verdict",
+    "WatchdogSpec",
+    "duration_seconds",
+    "find_condition",
+    "set_condition",
+]

@@ -1,0 +1,119 @@
+"""Building blocks shared by every model: the base class, constrained scalar types, schema markers.
+
+The markers attach Kubernetes-only schema keywords (`x-kubernetes-*`) to a field or model through
+pydantic's `json_schema_extra`; `proctor.crdgen` turns them into the CRD's structural schema.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, WithJsonSchema
+from pydantic.alias_generators import to_camel
+
+GROUP = "proctor.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# Kubernetes resource.Quantity, the same expression the real API server uses.
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|"
+    r"([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+# A Go-style duration limited to hours, minutes and seconds: "90s", "30m", "2h30m", "1.5h".
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(h|m|s))+$"
+ENTRYPOINT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# Object storage the watchdog and trainer can write to: S3-compatible or a local directory.
+STORAGE_URI_PATTERN = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?|file:///.*)$"
+
+# What to tell a user whose value does not match a pattern (pydantic would print the regex).
+PATTERN_HINTS = {
+    QUANTITY_PATTERN: "write a Kubernetes quantity like 4, 500m or 16Gi",
+    DURATION_PATTERN: "write a duration like 90s, 30m or 2h30m",
+    ENTRYPOINT_PATTERN: "write it as package.module:function, for example digits_mlp:setup",
+    DNS_LABEL_PATTERN: "use lower-case letters, digits and '-', starting and ending alphanumeric",
+    DNS_SUBDOMAIN_PATTERN: "use lower-case letters, digits, '-' and '.', like a Kubernetes name",
+    STORAGE_URI_PATTERN: "use s3://bucket/prefix or file:///absolute/path",
+}
+
+# Bounds on free text keep objects small (etcd) and CEL cost estimates finite.
+SHORT_TEXT = 253
+LONG_TEXT = 4096
+
+
+def _check_quantity(value: int | str) -> int | str:
+    if isinstance(value, str) and not (len(value) <= 64 and re.fullmatch(QUANTITY_PATTERN, value)):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity: write it like 4, 500m or 16Gi")
+    return value
+
+
+Quantity = Annotated[
+    int | str,
+    AfterValidator(_check_quantity),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": QUANTITY_PATTERN,
+            "x-kubernetes-int-or-string": True,
+        }
+    ),
+]
+"""A Kubernetes quantity such as 4, "500m", "16Gi"; the CRD schema says int-or-string."""
+Duration = Annotated[str, StringConstraints(pattern=DURATION_PATTERN, max_length=32)]
+DNSLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN, max_length=63)]
+ObjectName = Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)]
+StorageURI = Annotated[str, StringConstraints(pattern=STORAGE_URI_PATTERN, max_length=1024)]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=SHORT_TEXT)]
+LongText = Annotated[str, StringConstraints(min_length=1, max_length=LONG_TEXT)]
+
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(h|m|s)")
+_SECONDS_PER_UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def duration_seconds(duration: str) -> float:
+    """Seconds in a duration such as "2h30m" (the format `Duration` fields accept)."""
+    if not re.fullmatch(DURATION_PATTERN, duration):
+        raise ValueError(f"{duration!r} is not a duration: write it like 90s, 30m or 2h30m")
+    return sum(
+        float(amount) * _SECONDS_PER_UNIT[unit] for amount, unit in _DURATION_PART.findall(duration)
+    )
+
+
+class ApiModel(BaseModel):
+    """Base of every API model: camelCase on the wire, unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        """The object as the API server stores it: camelCase keys, unset optionals left out."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def cel_rule(rule: str, message: str, field_path: str | None = None) -> dict[str, Any]:
+    """One `x-kubernetes-validations` entry: a CEL rule the API server enforces."""
+    entry: dict[str, Any] = {"rule": rule, "message": message}
+    if field_path is not None:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+def cel_rules(*rules: dict[str, Any]) -> dict[str, Any]:
+    """Schema extra carrying CEL rules; use as `json_schema_extra=cel_rules(...)`."""
+    return {"x-kubernetes-validations": list(rules)}
+
+
+FREE_FORM: dict[str, Any] = {"x-kubernetes-preserve-unknown-fields": True}
+"""Schema extra for the few fields whose content is deliberately free-form (user config)."""
+
+
+def list_map(*keys: str) -> dict[str, Any]:
+    """Schema extra for a list that the API server merges by key (like `conditions` by `type`)."""
+    return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": list(keys)}

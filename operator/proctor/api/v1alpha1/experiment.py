@@ -1,0 +1,496 @@
+"""The Experiment resource: a hypothesis, the code that tests it, and the run's record.
+
+Lifecycle (status.phase): Pending -> Validating (a ValidationPyramid) -> Training (a Job with the
+watchdog sidecar) -> Succeeded or Failed -> Concluded once spec.conclusion is written. Blocked and
+Queued are waits, not failures. The hypothesis and code are frozen once validation starts, so the
+record always describes what actually ran.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
+
+from proctor.api.v1alpha1._base import (
+    LONG_TEXT,
+    SHORT_TEXT,
+    ApiModel,
+    Duration,
+    LongText,
+    ObjectName,
+    ShortText,
+    StorageURI,
+    cel_rule,
+    cel_rules,
+    list_map,
+)
+from proctor.api.v1alpha1.code import CodeSpec, Resources
+from proctor.api.v1alpha1.conditions import Condition
+from proctor.api.v1alpha1.metadata import ObjectMeta
+from proctor.api.v1alpha1.pyramid import LayerName, PyramidLayers, PyramidPhase
+
+SPEC_PATH_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$"
+
+
+class CitationKind(StrEnum):
+    EXPERIMENT = "Experiment"
+    PAPER = "Paper"
+    NOTE = "Note"
+
+
+class Citation(ApiModel):
+    """Where the idea came from: a prior experiment, a paper, or a strategy note."""
+
+    kind: CitationKind = Field(
+        description="Experiment (a prior Experiment in this namespace, by name), Paper (a "
+        "title, DOI or arXiv id) or Note (a strategy note, in a sentence or two)."
+    )
+    ref: LongText = Field(description="The experiment's name, the paper, or the note itself.")
+
+
+class Hypothesis(ApiModel):
+    """The claim this experiment tests. Every field is required: an experiment without a
+    hypothesis is a random walk, and Proctor refuses it."""
+
+    statement: LongText = Field(
+        description="What you believe, and why, in a sentence or two, for example: 'Pre-norm "
+        "residual blocks let the 12-layer model train at twice the learning rate without "
+        "divergence.'"
+    )
+    expected_outcome: LongText = Field(
+        description="The measurable result that would confirm it, with a number, for example: "
+        "'validation loss below 2.10 at 20k steps, versus 2.25 for the baseline'."
+    )
+    inspired_by: list[Citation] = Field(
+        min_length=1,
+        max_length=16,
+        description="At least one source of the idea: a prior experiment, a paper or a note.",
+    )
+    independent_variable: Annotated[
+        str, StringConstraints(pattern=SPEC_PATH_PATTERN, max_length=SHORT_TEXT)
+    ] = Field(
+        description="The one setting this experiment changes, as a dotted path under spec, for "
+        "example code.config.lr or training.resources.gpus. With spec.baseline set, any other "
+        "difference from the baseline blocks the experiment."
+    )
+    controls: list[ShortText] = Field(
+        min_length=1,
+        max_length=32,
+        description="What is held fixed so the result is attributable, for example 'seed 0', "
+        "'dataset digits, 1797 samples', 'same image as the baseline'.",
+    )
+
+
+class Budget(ApiModel):
+    """Limits of the training run; training stops at whichever comes first."""
+
+    max_duration: Duration | None = Field(
+        default=None,
+        description="Wall-clock limit like 30m or 12h; becomes the Job's activeDeadlineSeconds.",
+    )
+    max_steps: int | None = Field(
+        default=None, ge=1, description="Optimizer steps after which training stops and succeeds."
+    )
+
+    @model_validator(mode="after")
+    def _at_least_one_limit(self) -> Budget:
+        if self.max_duration is None and self.max_steps is None:
+            raise ValueError("set maxSteps, maxDuration or both: an unbounded run wastes GPU time")
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel_rule(
+                "has(self.maxSteps) || has(self.maxDuration)",
+                "set maxSteps, maxDuration or both: an unbounded run wastes GPU time",
+            )
+        )
+    )
+
+
+class CheckpointSpec(ApiModel):
+    """Where and how often training saves state, so a restart resumes instead of starting over."""
+
+    uri: StorageURI = Field(
+        description="Directory for checkpoints: s3://bucket/prefix or file:///path."
+    )
+    every_steps: int | None = Field(
+        default=None, ge=1, description="Save every this many steps (in addition to everyDuration)."
+    )
+    every_duration: Duration = Field(
+        default="30m", description="Save at least this often in wall-clock time."
+    )
+    keep_last: int = Field(
+        default=3, ge=1, le=1000, description="Checkpoints kept; older ones are deleted."
+    )
+
+
+class TrainingSpec(ApiModel):
+    """The training run that follows a passed pyramid."""
+
+    budget: Budget = Field(description="How long training may run.")
+    resources: Resources = Field(
+        default_factory=lambda: Resources(gpus=1), description="Compute for each training pod."
+    )
+    nodes: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="Pods that train together (torchrun across nodes) when greater than 1.",
+    )
+    checkpoint: CheckpointSpec | None = Field(
+        default=None, description="Checkpointing; without it a restarted run starts from step 0."
+    )
+    queue_name: ObjectName | None = Field(
+        default=None,
+        description="Kueue LocalQueue to submit the training Job to; a suspended Job shows as "
+        "Queued, not failed.",
+    )
+    command: list[Annotated[str, StringConstraints(max_length=LONG_TEXT)]] | None = Field(
+        default=None,
+        max_length=128,
+        description="Run this instead of the default trainer (`proctor train`); the code must "
+        "then report through proctor's telemetry library for the watchdog to see it.",
+    )
+
+
+class WatchdogThresholds(ApiModel):
+    """When the watchdog reports an anomaly."""
+
+    loss_spike_factor: float = Field(
+        default=4.0,
+        gt=1,
+        description="A loss this many robust deviations (median absolute deviation) above the "
+        "trailing median is a spike.",
+    )
+    stall_factor: float = Field(
+        default=10.0,
+        gt=1,
+        description="No new step for this many times the median step time is a stall.",
+    )
+    min_mfu_ratio: float | None = Field(
+        default=None, ge=0, le=1, description="MFU below this share of peak is reported."
+    )
+    throughput_drop_ratio: float = Field(
+        default=0.5,
+        gt=0,
+        lt=1,
+        description="Throughput falling below this share of its running level is reported.",
+    )
+    max_memory_ratio: float = Field(
+        default=0.95, gt=0, le=1, description="GPU framebuffer use above this share is reported."
+    )
+    max_checkpoint_age: Duration | None = Field(
+        default=None,
+        description="A last checkpoint older than this is reported; unset means twice the "
+        "checkpoint interval.",
+    )
+
+
+class WatchdogSchedule(ApiModel):
+    """How often the watchdog checks: densely at the start and near the end, sparsely between."""
+
+    dense_interval: Duration = Field(
+        default="15s", description="Check interval during warm-up and near the end of the budget."
+    )
+    sparse_interval: Duration = Field(
+        default="2m", description="Check interval in the middle of the run."
+    )
+    warmup: Duration = Field(
+        default="10m", description="How long after the start checks stay dense."
+    )
+    end_window_ratio: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Share of the budget at its end during which checks are dense again.",
+    )
+
+
+class MetricSources(ApiModel):
+    """Where the watchdog reads metrics. The trainer's own endpoint is always read."""
+
+    trainer_metrics_port: int = Field(
+        default=9108, ge=1, le=65535, description="Port of the trainer's Prometheus endpoint."
+    )
+    prometheus_url: (
+        Annotated[str, StringConstraints(pattern=r"^https?://", max_length=1024)] | None
+    ) = Field(
+        default=None,
+        alias="prometheusURL",
+        description="A Prometheus server that scrapes dcgm-exporter, for GPU metrics by pod.",
+    )
+    dcgm_exporter_url: (
+        Annotated[str, StringConstraints(pattern=r"^https?://", max_length=1024)] | None
+    ) = Field(
+        default=None,
+        alias="dcgmExporterURL",
+        description="A dcgm-exporter metrics endpoint to scrape directly when there is no "
+        "Prometheus.",
+    )
+
+
+class WatchdogSpec(ApiModel):
+    """The read-only sidecar that watches training and writes recovery bundles."""
+
+    enabled: bool = Field(default=True, description="Run the watchdog beside every training pod.")
+    thresholds: WatchdogThresholds = Field(
+        default_factory=WatchdogThresholds, description="When to report an anomaly."
+    )
+    schedule: WatchdogSchedule = Field(
+        default_factory=WatchdogSchedule, description="How often to check."
+    )
+    metric_sources: MetricSources = Field(
+        default_factory=MetricSources, description="Where to read metrics."
+    )
+
+
+class AnomalyAction(StrEnum):
+    NOTIFY = "Notify"
+    STOP_TRAINING = "StopTraining"
+
+
+class RecoverySpec(ApiModel):
+    """What happens when the watchdog finds an anomaly."""
+
+    bundle_uri: StorageURI | None = Field(
+        default=None,
+        alias="bundleURI",
+        description="Where recovery bundles are written (s3://bucket/prefix or file:///path); "
+        "unset uses the operator's default store. Bundles always land under the experiment's "
+        "namespace and name.",
+    )
+    on_anomaly: AnomalyAction = Field(
+        default=AnomalyAction.NOTIFY,
+        description="Notify writes the bundle and records the anomaly; StopTraining also has the "
+        "operator stop the training Job (the watchdog itself never intervenes).",
+    )
+
+
+class ValidationSkip(ApiModel):
+    """Skipping the pyramid is allowed, but only on the record."""
+
+    reason: LongText = Field(
+        description="Why this code may train unvalidated, for example 'identical image and code "
+        "to experiment lr-3e-4, which passed'."
+    )
+
+
+class ExperimentValidation(ApiModel):
+    """How the experiment's code is validated before training."""
+
+    layers: PyramidLayers = Field(
+        default_factory=PyramidLayers, description="Per-layer thresholds and timeouts."
+    )
+    resources: Resources = Field(
+        default_factory=Resources, description="Compute for each validation pod."
+    )
+    skip: ValidationSkip | None = Field(
+        default=None, description="Skip the pyramid entirely, with a reason that is kept."
+    )
+
+
+class Verdict(StrEnum):
+    EFFECTIVE = "effective"
+    INEFFECTIVE = "ineffective"
+    INCONCLUSIVE = "inconclusive"
+
+
+class Conclusion(ApiModel):
+    """What the experiment showed, written by whoever ran it (often an agent) after it ended."""
+
+    verdict: Verdict = Field(
+        description="effective (the hypothesis held), ineffective (it did not) or inconclusive."
+    )
+    evidence: LongText = Field(
+        description="The numbers behind the verdict, for example 'val loss 2.07 vs 2.25 baseline "
+        "at 20k steps, 3 seeds'."
+    )
+    learnings: LongText = Field(description="What the next experiment should take from this one.")
+
+
+class ExperimentSpec(ApiModel):
+    """The experiment's hypothesis and everything needed to test it."""
+
+    hypothesis: Hypothesis = Field(description="The claim this experiment tests (required).")
+    baseline: ObjectName | None = Field(
+        default=None,
+        description="Name of an Experiment in this namespace this one is compared against; only "
+        "hypothesis.independentVariable may differ from it.",
+    )
+    code: CodeSpec = Field(description="The training code.")
+    validation: ExperimentValidation = Field(
+        default_factory=ExperimentValidation,
+        description="The validation pyramid run before training.",
+    )
+    training: TrainingSpec = Field(description="The training run.")
+    watchdog: WatchdogSpec = Field(
+        default_factory=WatchdogSpec, description="The watchdog sidecar."
+    )
+    recovery: RecoverySpec = Field(
+        default_factory=RecoverySpec, description="What to do on an anomaly."
+    )
+    conclusion: Conclusion | None = Field(
+        default=None,
+        description="Written after the run: verdict, evidence, learnings. Ends the experiment.",
+    )
+
+
+class ExperimentPhase(StrEnum):
+    PENDING = "Pending"
+    BLOCKED = "Blocked"
+    VALIDATING = "Validating"
+    QUEUED = "Queued"
+    TRAINING = "Training"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CONCLUDED = "Concluded"
+
+
+class ValidationSummary(ApiModel):
+    """The owned pyramid's progress, mirrored for `kubectl get exp`."""
+
+    pyramid_name: ObjectName | None = Field(
+        default=None, description="The ValidationPyramid this experiment owns."
+    )
+    phase: PyramidPhase | None = Field(
+        default=None, description="Pending, Running, Passed or Failed."
+    )
+    layer: LayerName | None = Field(
+        default=None, description="The layer running now, or the one that failed."
+    )
+    passed_checks: int | None = Field(default=None, ge=0, description="Checks passed so far.")
+    total_checks: int | None = Field(default=None, ge=0, description="Checks run so far.")
+    message: Annotated[str, StringConstraints(max_length=LONG_TEXT)] = Field(
+        default="", description="The first failed check's teaching message, if any."
+    )
+
+
+class CheckpointRecord(ApiModel):
+    """A checkpoint the trainer wrote."""
+
+    uri: Annotated[str, StringConstraints(max_length=1024)] = Field(description="Where it is.")
+    step: int = Field(ge=0, description="The step it holds.")
+    time: datetime = Field(description="When it completed.")
+
+
+class TrainingProgress(ApiModel):
+    """The training Job's progress, from the trainer's metrics."""
+
+    job_name: ObjectName | None = Field(default=None, description="The training Job.")
+    start_time: datetime | None = Field(default=None, description="When training started.")
+    completion_time: datetime | None = Field(default=None, description="When it ended.")
+    step: int | None = Field(default=None, ge=0, description="Latest optimizer step.")
+    loss: float | None = Field(default=None, description="Latest training loss.")
+    mfu: float | None = Field(
+        default=None, ge=0, description="Model FLOPs utilisation, a ratio of peak (0.42 = 42%)."
+    )
+    samples_per_second: float | None = Field(default=None, ge=0, description="Throughput.")
+    tokens_per_second: float | None = Field(
+        default=None, ge=0, description="Throughput in tokens, when the code reports tokens."
+    )
+    last_checkpoint: CheckpointRecord | None = Field(
+        default=None, description="The newest complete checkpoint."
+    )
+
+
+class AnomalyKind(StrEnum):
+    NON_FINITE_LOSS = "NonFiniteLoss"
+    LOSS_SPIKE = "LossSpike"
+    DIVERGENCE = "Divergence"
+    PLATEAU = "Plateau"
+    STALL = "Stall"
+    THROUGHPUT_DROP = "ThroughputDrop"
+    LOW_MFU = "LowMFU"
+    GPU_IDLE = "GPUIdle"
+    FATAL_XID = "FatalXID"
+    MEMORY_NEAR_LIMIT = "MemoryNearLimit"
+    CHECKPOINT_STALE = "CheckpointStale"
+    TRAINER_GONE = "TrainerGone"
+
+
+class Severity(StrEnum):
+    WARNING = "Warning"
+    CRITICAL = "Critical"
+
+
+class Anomaly(ApiModel):
+    """Something the watchdog found, with the bundle that explains it."""
+
+    kind: AnomalyKind = Field(description="Which detector fired.")
+    severity: Severity = Field(description="Warning or Critical.")
+    time: datetime = Field(description="When it was detected.")
+    step: int | None = Field(default=None, ge=0, description="The training step at detection.")
+    message: Annotated[str, StringConstraints(max_length=LONG_TEXT)] = Field(
+        description="What was seen, with the numbers."
+    )
+    bundle_uri: Annotated[str, StringConstraints(max_length=1024)] | None = Field(
+        default=None, alias="bundleURI", description="The recovery bundle for an agent to read."
+    )
+
+
+class ExperimentStatus(ApiModel):
+    """What the operator observed; written only by the operator."""
+
+    phase: ExperimentPhase | None = Field(
+        default=None,
+        description="Pending, Blocked, Validating, Queued, Training, Succeeded, Failed or "
+        "Concluded.",
+    )
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The metadata.generation this status describes."
+    )
+    validation: ValidationSummary | None = Field(
+        default=None, description="The validation pyramid's progress."
+    )
+    training: TrainingProgress | None = Field(default=None, description="Training progress.")
+    anomaly_count: int | None = Field(
+        default=None,
+        ge=0,
+        description="Anomalies found so far (status.anomalies keeps the last 20).",
+    )
+    anomalies: list[Anomaly] = Field(
+        default_factory=list, max_length=20, description="The most recent anomalies, oldest first."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Blocked, Validated, Trained, AnomalyDetected and Concluded, with reasons.",
+        json_schema_extra=list_map("type"),
+    )
+
+
+# Once the operator has moved past Pending/Blocked, what ran must stay what the record says.
+_FROZEN_ONCE_STARTED = (
+    "!has(oldSelf.status) || !has(oldSelf.status.phase) "
+    "|| oldSelf.status.phase in ['Pending', 'Blocked'] "
+    "|| (self.spec.hypothesis == oldSelf.spec.hypothesis && self.spec.code == oldSelf.spec.code)"
+)
+
+
+class Experiment(ApiModel):
+    """An ML experiment: a hypothesis, code validated by the pyramid, a watched training run, and a
+    conclusion."""
+
+    api_version: Literal["proctor.dev/v1alpha1"] = Field(
+        default="proctor.dev/v1alpha1", alias="apiVersion"
+    )
+    kind: Literal["Experiment"] = Field(default="Experiment")
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: ExperimentSpec
+    status: ExperimentStatus | None = None
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel_rule(
+                _FROZEN_ONCE_STARTED,
+                "spec.hypothesis and spec.code are frozen once validation has started, so the "
+                "record describes what ran: create a new Experiment (cite this one in "
+                "spec.hypothesis.inspiredBy) to test a changed hypothesis or code",
+                field_path=".spec",
+            )
+        )
+    )

@@ -1,0 +1,1 @@
+"""The `proctor` command line: one subcommand per module under proctor.cli."""
