@@ -47,9 +47,7 @@ def schema_errors(schema: dict[str, Any], obj: Any) -> list[str]:
     ]
 
 
-def cel_errors(
-    schema: dict[str, Any], obj: Any, old: Any = None, path: str = ""
-) -> list[str]:
+def cel_errors(schema: dict[str, Any], obj: Any, old: Any = None, path: str = "") -> list[str]:
     """Messages of the CEL rules `obj` breaks; transition rules only when `old` is given."""
     errors = []
     for rule in schema.get("x-kubernetes-validations", []):
@@ -74,7 +72,9 @@ def cel_errors(
 
 
 def _strict(node: dict[str, Any]) -> dict[str, Any]:
-    if node.get("nullable"):
+    if node.get("nullable") and "anyOf" in node:
+        node["anyOf"] = [*node["anyOf"], {"type": "null"}]
+    elif node.get("nullable"):
         node["type"] = [node["type"], "null"]
         if "enum" in node:
             node["enum"] = [*node["enum"], None]

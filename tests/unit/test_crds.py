@@ -137,7 +137,8 @@ def test_experiment_columns_short_names_and_category():
     vp = load_crd("validationpyramids")["spec"]
     assert vp["names"]["shortNames"] == ["vp"]
     vp_columns = [c["name"] for c in vp["versions"][0]["additionalPrinterColumns"]]
-    assert vp_columns[:3] == ["Phase", "Layer", "Passed"] and vp_columns[-1] == "Age"
+    assert vp_columns[:3] == ["Phase", "Layer", "Passed"]
+    assert vp_columns[-1] == "Age"
 
 
 def test_hypothesis_fields_are_all_required():
@@ -159,7 +160,13 @@ def _experiment(phase: str | None, statement: str, image: str = "img:1") -> dict
 
 @pytest.mark.parametrize(
     ("old_phase", "allowed"),
-    [(None, True), ("Pending", True), ("Blocked", True), ("Validating", False), ("Training", False)],
+    [
+        (None, True),
+        ("Pending", True),
+        ("Blocked", True),
+        ("Validating", False),
+        ("Training", False),
+    ],
 )
 def test_hypothesis_is_frozen_once_validation_started(old_phase, allowed):
     schema = root_schema(load_crd("experiments"))

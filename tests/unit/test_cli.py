@@ -1,0 +1,68 @@
+"""The `proctor` command as a user runs it: the installed console script, in a subprocess."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+from tests.support.crd_schema import REPO
+
+
+def _proctor(*args: str, cwd=REPO) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("proctor")
+    assert exe, "the console script is missing: pip install -e '.[all,test]'"
+    return subprocess.run([exe, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def test_help_lists_the_commands():
+    result = _proctor("--help")
+    assert result.returncode == 0
+    assert "crds" in result.stdout
+    assert "validate" in result.stdout
+
+
+def test_crds_check_passes_on_the_committed_tree():
+    result = _proctor("crds", "generate", "--check")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_crds_generate_writes_crds_and_chart_templates_then_check_passes(tmp_path):
+    first = _proctor("crds", "generate", "--root", str(tmp_path))
+    assert first.returncode == 0
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.yaml"))
+    assert written == [
+        "charts/proctor/templates/crds/experiments.proctor.dev.yaml",
+        "charts/proctor/templates/crds/validationpyramids.proctor.dev.yaml",
+        "crds/experiments.proctor.dev.yaml",
+        "crds/validationpyramids.proctor.dev.yaml",
+    ]
+    assert _proctor("crds", "generate", "--check", "--root", str(tmp_path)).returncode == 0
+
+
+def test_crds_check_fails_on_a_hand_edit_and_says_how_to_fix_it(tmp_path):
+    _proctor("crds", "generate", "--root", str(tmp_path))
+    target = tmp_path / "crds/experiments.proctor.dev.yaml"
+    target.write_text(target.read_text().replace("shortNames:\n    - exp", "shortNames:\n    - ex"))
+    result = _proctor("crds", "generate", "--check", "--root", str(tmp_path))
+    assert result.returncode == 1
+    assert "-    - ex" in result.stdout
+    assert "+    - exp" in result.stdout
+    assert "make generate" in result.stderr
+
+
+def test_validate_accepts_the_examples_and_names_the_field_of_a_bad_one():
+    good = _proctor("validate", "examples/digits/experiment.yaml")
+    assert good.returncode == 0
+    assert "valid (Experiment/digits-mlp-baseline)" in good.stdout
+    bad = _proctor("validate", "examples/invalid/negative-budget.yaml")
+    assert bad.returncode == 1
+    assert "spec.training.budget.maxSteps" in bad.stderr
+
+
+def test_validate_reports_broken_yaml_without_a_traceback(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("kind: [unclosed\n")
+    result = _proctor("validate", str(broken))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "broken.yaml" in result.stderr
