@@ -2,16 +2,29 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test lint typecheck generate check-generated unit demo clean
+.PHONY: setup test unit lint typecheck generate check-generated demo clean
 
 $(VENV)/.installed: pyproject.toml scripts/setup.sh
 	VENV=$(VENV) ./scripts/setup.sh
 
 setup: $(VENV)/.installed
 
-## Set up everything, then lint, type-check, check generated files and run the tests.
-test: setup lint typecheck check-generated
-	$(BIN)/pytest
+## Set up everything, then run every check and the tests. All of them run even when one fails,
+## so one run shows every problem; pytest's summary comes last and the exit code is non-zero if
+## anything failed.
+test: setup
+	@status=0; \
+	$(BIN)/ruff check . || status=1; \
+	$(BIN)/ruff format --check . || status=1; \
+	$(BIN)/mypy || status=1; \
+	$(BIN)/proctor crds generate --check || status=1; \
+	$(BIN)/pytest || status=1; \
+	if [ $$status -ne 0 ]; then echo "make test: FAILED (see above: lint, types, generated files or tests)"; fi; \
+	exit $$status
+
+## The fast tests only (no real training steps, no wheel build).
+unit: setup
+	$(BIN)/pytest -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check .
@@ -30,7 +43,7 @@ check-generated: setup
 ## Run the demo on the embedded local cluster.
 demo: setup
 	@echo "make demo: coming soon. It lands with the local-mode issue (proctor local run)."
-	@echo "Today you can check manifests without a cluster:"
+	@echo "Today it checks the example manifests without a cluster:"
 	$(BIN)/proctor validate examples/digits/experiment.yaml examples/digits/pyramid.yaml
 
 clean:

@@ -5,19 +5,28 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
-PYTHON=${PYTHON:-python3.11}
-TORCH_VERSION=2.13.0   # pinned: this version installs as a local CPU build; newer pulls CUDA builds
+# The project's torch pin. Where pip is configured with a local CPU build of it (our dev and CI
+# machines), that is what installs; elsewhere set TORCH_INDEX_URL to a CPU wheel index to avoid
+# a multi-GB CUDA build.
+TORCH_VERSION=2.13.0
 
-command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
-"$PYTHON" - <<'PY' || { echo "Proctor needs Python 3.11 or newer (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
-import sys
-sys.exit(0 if sys.version_info >= (3, 11) else 1)
-PY
+if [ -z "${PYTHON:-}" ]; then
+  PYTHON=python3.11
+  command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+fi
+python_ok() {
+  "$1" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null
+}
+python_ok "$PYTHON" || { echo "setup: Proctor needs Python 3.11 or newer; $PYTHON is not (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
 
+if [ -x "$VENV/bin/python" ] && ! python_ok "$VENV/bin/python"; then
+  echo "setup: $VENV has a Python older than 3.11; remove it (make clean) and run again" >&2
+  exit 1
+fi
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
-# torch first and pinned, so no later requirement can pull a multi-GB CUDA build.
-"$VENV/bin/python" -m pip install --quiet "torch==${TORCH_VERSION}"
+# torch first and pinned, so no later requirement can pull a different build.
+"$VENV/bin/python" -m pip install --quiet ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "torch==${TORCH_VERSION}"
 "$VENV/bin/python" -m pip install --quiet -e '.[all,test]'
 touch "$VENV/.installed"
 echo "Ready: $("$VENV/bin/proctor" --version), torch $("$VENV/bin/python" -c 'import torch; print(torch.__version__)')"

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
-from proctor.api.manifests import ManifestError, field_errors, parse_manifest
+from proctor.api.manifests import ManifestError, field_errors, load_manifests, parse_manifest
 from proctor.api.v1alpha1 import (
+    CodeSpec,
     Condition,
     ConditionStatus,
     EnvVar,
@@ -20,6 +22,7 @@ from proctor.api.v1alpha1 import (
     find_condition,
     set_condition,
 )
+from proctor.api.v1alpha1.pyramid import HealthSettings
 
 MINIMAL = {
     "apiVersion": "proctor.dev/v1alpha1",
@@ -112,9 +115,67 @@ def test_bad_quantity_message_shows_the_notation():
 def test_durations():
     assert duration_seconds("2h30m") == 9000
     assert duration_seconds("90s") == 90
-    assert duration_seconds("1.5h") == 5400
+    assert duration_seconds("0h30m") == 1800
+
+
+@pytest.mark.parametrize("bad", ["10 minutes", "0s", "0h0m", "1.5h", "", "5"])
+def test_durations_must_be_whole_units_above_zero(bad):
     with pytest.raises(ValueError, match="like 90s"):
-        duration_seconds("10 minutes")
+        duration_seconds(bad)
+
+
+def test_training_gets_one_gpu_unless_told_otherwise():
+    document = {**MINIMAL, "spec": {**MINIMAL["spec"]}}
+    document["spec"]["training"] = {"budget": {"maxSteps": 10}, "resources": {"memory": "16Gi"}}
+    exp = Experiment.model_validate(document)
+    assert exp.spec.training.resources.gpus == 1
+    assert exp.spec.validation.resources is None, "validation follows training unless set"
+
+
+@pytest.mark.parametrize("value", [-1, "-1", "-500m"])
+def test_negative_quantities_are_refused(value):
+    with pytest.raises(ValidationError):
+        Resources(cpu=value)
+
+
+def test_gradient_bounds_must_be_in_order():
+    with pytest.raises(ValidationError, match="minGradNorm must be below maxGradNorm"):
+        HealthSettings(min_grad_norm=10, max_grad_norm=1)
+
+
+def test_env_names_must_be_unique():
+    with pytest.raises(ValidationError, match="repeated: SEED"):
+        CodeSpec(
+            image="i:1",
+            entrypoint="m:f",
+            env=[EnvVar(name="SEED", value="1"), EnvVar(name="SEED", value="2")],
+        )
+
+
+def test_names_that_cannot_become_job_names_are_refused():
+    document = {**MINIMAL, "metadata": {"name": "x" * 51}}
+    with pytest.raises(ManifestError, match="at most 50 characters"):
+        parse_manifest(document)
+
+
+def test_a_manifest_needs_a_name():
+    with pytest.raises(ManifestError) as caught:
+        parse_manifest({**MINIMAL, "metadata": {}})
+    assert [e.path for e in caught.value.errors] == ["metadata.name"]
+
+
+@pytest.mark.parametrize("kind", [["Experiment"], {"a": 1}, None, 3])
+def test_non_string_kind_is_explained_not_crashed_on(kind):
+    with pytest.raises(ManifestError, match="expected apiVersion"):
+        parse_manifest({**MINIMAL, "kind": kind})
+
+
+def test_errors_count_documents_as_they_appear_in_the_file(tmp_path):
+    manifest = tmp_path / "two.yaml"
+    bad = yaml.safe_dump({**MINIMAL, "spec": {}})
+    manifest.write_text(f"---\n---\n---\n{bad}")  # two empty documents first
+    with pytest.raises(ManifestError, match="document 3"):
+        load_manifests(manifest)
 
 
 def test_unknown_kind_is_explained():

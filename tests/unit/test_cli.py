@@ -66,3 +66,37 @@ def test_validate_reports_broken_yaml_without_a_traceback(tmp_path):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "broken.yaml" in result.stderr
+
+
+def test_validate_reports_a_missing_file_and_binary_input(tmp_path):
+    binary = tmp_path / "model.pt"
+    binary.write_bytes(b"\x80\x02\xff\xfe\x00binary")
+    result = _proctor("validate", str(tmp_path / "absent.yaml"), str(binary))
+    assert result.returncode == 1
+    assert "absent.yaml" in result.stderr
+    assert "model.pt" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_validate_checks_every_file_even_after_a_bad_one():
+    result = _proctor("validate", "examples/invalid/bad-enum.yaml", "examples/digits/pyramid.yaml")
+    assert result.returncode == 1
+    assert "valid (ValidationPyramid/digits-mlp-check)" in result.stdout
+
+
+def test_crds_generate_finds_the_repository_from_a_subdirectory():
+    result = _proctor("crds", "generate", "--check", cwd=REPO / "examples" / "digits")
+    assert result.returncode == 0, result.stderr
+
+
+def test_crds_generate_outside_a_checkout_refuses_instead_of_writing(tmp_path):
+    result = _proctor("crds", "generate", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "pass --root" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_no_command_is_a_usage_error():
+    result = _proctor()
+    assert result.returncode == 2
+    assert "proctor --help" in result.stderr

@@ -3,6 +3,8 @@
 - proctor.api imports nothing else of Proctor's;
 - pyramid and train never import the controller; the watchdog never imports the controller;
 - nothing imports cluster except cli (and the tests);
+- images stay lean: api imports no kopf, kubernetes, torch or boto3; the watchdog imports no torch
+  and no kopf; the controller imports no torch;
 - no top-level package named `operator` or `watchdog` exists to shadow stdlib or PyPI.
 """
 
@@ -20,9 +22,12 @@ SOURCE_ROOTS = [REPO / "operator", REPO / "watchdog"]
 # (package, what it must not import); a prefix matches the package and its submodules.
 FORBIDDEN = [
     ("proctor.api", "proctor.", {"proctor.api"}),
+    ("proctor.api", ("kopf", "kubernetes", "torch", "boto3", "botocore"), set()),
     ("proctor.pyramid", "proctor.controller", set()),
     ("proctor.train", "proctor.controller", set()),
-    ("proctor.watchdog", "proctor.controller", set()),
+    ("proctor.watchdog", ("proctor.controller", "proctor.pyramid", "proctor.train"), set()),
+    ("proctor.watchdog", ("torch", "kopf"), set()),
+    ("proctor.controller", "torch", set()),
 ]
 
 
@@ -65,16 +70,21 @@ def test_the_scan_sees_the_packages():
     assert {"proctor.api.v1alpha1", "proctor.cli.main", "proctor.watchdog"} <= MODULES.keys()
 
 
-@pytest.mark.parametrize(("package", "forbidden", "allowed"), FORBIDDEN, ids=lambda x: str(x))
-def test_layer_does_not_import_what_it_must_not(package, forbidden, allowed):
-    violations = [
+def _violations(
+    modules: dict[str, Path], package: str, forbidden: str | tuple[str, ...], allowed: set[str]
+) -> list[str]:
+    return [
         f"{module} imports {imported}"
-        for module, path in MODULES.items()
+        for module, path in modules.items()
         if _within(module, package)
         for imported in _imports(path, module)
         if imported.startswith(forbidden) and not any(_within(imported, a) for a in allowed)
     ]
-    assert violations == []
+
+
+@pytest.mark.parametrize(("package", "forbidden", "allowed"), FORBIDDEN, ids=lambda x: str(x))
+def test_layer_does_not_import_what_it_must_not(package, forbidden, allowed):
+    assert _violations(MODULES, package, forbidden, allowed) == []
 
 
 def test_only_cli_imports_the_emulated_cluster():
@@ -92,6 +102,18 @@ def test_no_source_root_is_itself_a_package():
     for root in SOURCE_ROOTS:
         assert not (root / "__init__.py").exists(), f"{root.name}/ would shadow a real package"
         assert not (root / "proctor" / "__init__.py").exists(), "proctor must stay a namespace"
+
+
+def test_the_rules_catch_a_violation(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import torch\nfrom proctor import controller\n")
+    modules = {"proctor.watchdog.bad": bad}
+    assert _violations(modules, "proctor.watchdog", ("torch", "kopf"), set()) == [
+        "proctor.watchdog.bad imports torch"
+    ]
+    assert _violations(modules, "proctor.watchdog", "proctor.controller", set()) == [
+        "proctor.watchdog.bad imports proctor.controller"
+    ]
 
 
 def test_the_scan_catches_a_violation(tmp_path):

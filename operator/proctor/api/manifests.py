@@ -13,14 +13,11 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
-from proctor.api.v1alpha1 import API_VERSION, Experiment, ProctorResource, ValidationPyramid
-from proctor.api.v1alpha1._base import PATTERN_HINTS
+from proctor.api.v1alpha1 import API_VERSION, PATTERN_HINTS, RESOURCES, ProctorResource
 
-_KINDS: dict[str, type[ProctorResource]] = {
-    "Experiment": Experiment,
-    "ValidationPyramid": ValidationPyramid,
-}
+_KINDS = {resource.kind: resource.model for resource in RESOURCES}
 # pydantic puts the branch of a union or validator chain into `loc`; those are not field names.
 _NOT_A_FIELD = re.compile(r"^(int|str|float|bool|constrained-str|[a-z-]+\[.*\])$")
 
@@ -53,7 +50,7 @@ def parse_manifest(document: Any, source: str = "manifest") -> ProctorResource:
             source, [FieldError("(root)", "expected a mapping with apiVersion and kind")]
         )
     kind = document.get("kind")
-    if document.get("apiVersion") != API_VERSION or kind not in _KINDS:
+    if document.get("apiVersion") != API_VERSION or not isinstance(kind, str) or kind not in _KINDS:
         raise ManifestError(
             source,
             [
@@ -65,15 +62,21 @@ def parse_manifest(document: Any, source: str = "manifest") -> ProctorResource:
             ],
         )
     try:
-        return _KINDS[kind].model_validate(document)
+        resource = _KINDS[kind].model_validate(document)
     except ValidationError as exc:
         raise ManifestError(f"{source} ({kind})", field_errors(exc)) from None
+    if not resource.metadata.name and not resource.metadata.generate_name:
+        raise ManifestError(
+            f"{source} ({kind})",
+            [FieldError("metadata.name", "required field is missing: every object needs a name")],
+        )
+    return resource
 
 
 def load_manifests(path: Path) -> list[ProctorResource]:
     """Every Proctor resource in a YAML file (documents separated by ---)."""
-    documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
-    return [parse_manifest(d, f"{path} document {i + 1}") for i, d in enumerate(documents)]
+    documents = enumerate(yaml.safe_load_all(path.read_text()), start=1)
+    return [parse_manifest(d, f"{path} document {n}") for n, d in documents if d is not None]
 
 
 def field_errors(exc: ValidationError) -> list[FieldError]:
@@ -98,7 +101,7 @@ def _path(loc: tuple[int | str, ...]) -> str:
     return path or "(root)"
 
 
-def _message(error: Any) -> str:
+def _message(error: ErrorDetails) -> str:
     message = str(error["msg"])
     if error["type"] == "extra_forbidden":
         return (
@@ -110,7 +113,7 @@ def _message(error: Any) -> str:
     if message.startswith("Value error, "):
         message = message.removeprefix("Value error, ")
     if error["type"] == "string_pattern_mismatch":
-        hint = PATTERN_HINTS.get(error.get("ctx", {}).get("pattern", ""))
+        hint = PATTERN_HINTS.get(str(error.get("ctx", {}).get("pattern", "")))
         if hint:
             return f"{error['input']!r} does not fit: {hint}"
     if error["type"] in ("enum", "literal_error"):

@@ -14,6 +14,48 @@ from pydantic import BaseModel
 
 _DROPPED = frozenset({"title", "examples", "$defs"})
 _SCALARS = (str, int, float, bool)
+# Keywords copied as they are: what apiextensions/v1 JSONSchemaProps means the same way as JSON
+# Schema. Anything else pydantic emits is refused, naming the field, rather than passed through.
+_COPIED = frozenset(
+    {
+        "description",
+        "type",
+        "format",
+        "enum",
+        "default",
+        "nullable",
+        "minimum",
+        "maximum",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "minItems",
+        "maxItems",
+        "minProperties",
+        "maxProperties",
+        "required",
+        "anyOf",
+        "x-kubernetes-int-or-string",
+        "x-kubernetes-preserve-unknown-fields",
+        "x-kubernetes-list-type",
+        "x-kubernetes-list-map-keys",
+        "x-kubernetes-map-type",
+        "x-kubernetes-validations",
+    }
+)
+# Formats the API server validates with the same meaning pydantic gives them.
+_FORMATS = frozenset({"date-time", "date", "byte", "int32", "int64", "float", "double", "uuid"})
+_FIX_HINTS = {
+    "prefixItems": "use a list of one item type (tuples are not expressible)",
+    "uniqueItems": "use a list with x-kubernetes-list-type: set",
+    "patternProperties": "use dict[str, X] and validate keys in the model",
+    "propertyNames": "use dict[str, X] and validate keys in the model",
+    "oneOf": "use one type, or separate optional fields with a CEL rule",
+    "allOf": "use one model",
+    "not": "express the rule in CEL with cel_rule(...)",
+    "discriminator": "use separate optional fields with a CEL rule",
+    "deprecated": "say so in the description instead",
+}
 # Key order in the output: what a reader looks for first comes first.
 _KEY_ORDER = (
     "description",
@@ -82,17 +124,24 @@ def _convert(
             }
         elif key == "items":
             out[key] = _convert(value, defs, f"{path}[]", stack)
-        elif key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
-            out[key.replace("exclusive", "").lower()] = value
-            out[key] = True
+        elif key in ("exclusiveMinimum", "exclusiveMaximum"):
+            continue  # merged with minimum/maximum below
         elif key == "const":
             out["enum"] = [value]
-        elif key in ("oneOf", "allOf", "not", "discriminator", "uniqueItems"):
-            raise SchemaError(f"{path}: `{key}` has no structural equivalent in a CRD schema")
         elif key == "default" and not isinstance(value, _SCALARS):
             continue  # object and list defaults stay in the model; the API server fills leaves
-        else:
+        elif key == "format" and value not in _FORMATS:
+            raise SchemaError(
+                f"{path}: format {value!r} means something else (or nothing) to the API server; "
+                "use a plain string with a pattern"
+            )
+        elif key in _COPIED:
             out[key] = value
+        else:
+            hint = _FIX_HINTS.get(key, "remove it or express it in the description or a CEL rule")
+            raise SchemaError(f"{path}: `{key}` has no equivalent in a CRD schema: {hint}")
+    _merge_bound(out, node, "minimum", "exclusiveMinimum", tighter=max)
+    _merge_bound(out, node, "maximum", "exclusiveMaximum", tighter=min)
     _check_typed(out, path)
     if "description" in out:
         out["description"] = " ".join(out["description"].split())
@@ -116,6 +165,11 @@ def _inline_ref(
     target, stack = _inline_ref(dict(defs[name]), defs, path, (*stack, name))
     siblings = {k: v for k, v in node.items() if k not in ("$ref", "allOf")}
     merged = {**target, **siblings}
+    # The field says what it is for here; the model's docstring says what the object is.
+    # `kubectl explain` shows one description, so it gets both.
+    field_text, model_text = siblings.get("description"), target.get("description")
+    if field_text and model_text and model_text not in field_text:
+        merged["description"] = f"{field_text.rstrip()} {model_text}"
     merged_extensions = target.get("x-kubernetes-validations", []) + siblings.get(
         "x-kubernetes-validations", []
     )
@@ -139,6 +193,25 @@ def _collapse_nullable(
     return collapsed, stack
 
 
+def _merge_bound(
+    out: dict[str, Any], node: dict[str, Any], inclusive: str, exclusive: str, tighter: Any
+) -> None:
+    """JSON Schema's numeric `exclusiveMinimum: 0` becomes OpenAPI v3.0's `minimum: 0` plus
+    `exclusiveMinimum: true`; with both `ge` and `gt`, the tighter bound wins."""
+    open_bound = node.get(exclusive)
+    if open_bound is None or isinstance(open_bound, bool):
+        return
+    closed_bound = node.get(inclusive)
+    if (
+        closed_bound is not None
+        and closed_bound != open_bound
+        and tighter(closed_bound, open_bound) == closed_bound
+    ):
+        return  # the inclusive bound, already copied, is the tighter one
+    out[inclusive] = open_bound
+    out[exclusive] = True
+
+
 def _check_typed(node: dict[str, Any], path: str) -> None:
     if "type" in node or node.get("x-kubernetes-int-or-string"):
         return
@@ -149,6 +222,8 @@ def _check_typed(node: dict[str, Any], path: str) -> None:
 
 
 def _with_default(description: str, default: Any) -> str:
+    if default == "":
+        return description
     shown = str(default).lower() if isinstance(default, bool) else str(default)
     sentence = f"Defaults to {shown}."
     if sentence in description:

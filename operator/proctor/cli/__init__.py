@@ -1,1 +1,1 @@
-"""The `proctor` command line: one subcommand per module under proctor.cli."""
+"""The `proctor` command line: main.py assembles it, one module per subcommand."""

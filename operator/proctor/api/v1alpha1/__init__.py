@@ -3,8 +3,19 @@
 Import models from here; the submodules are an implementation detail of the package.
 """
 
-from proctor.api.v1alpha1._base import API_VERSION, GROUP, VERSION, duration_seconds
-from proctor.api.v1alpha1.code import CodeSpec, EnvVar, EnvVarSource, KeySelector, Resources
+from proctor.api.v1alpha1._base import (
+    API_VERSION,
+    FREE_FORM,
+    GROUP,
+    PATTERN_HINTS,
+    VERSION,
+    cel_rule,
+    cel_rules,
+    duration_seconds,
+    list_map,
+)
+from proctor.api.v1alpha1.code import CodeSpec, EnvVar, EnvVarSource, KeySelector
+from proctor.api.v1alpha1.compute import Resources, Scheduling, Toleration, TrainingResources
 from proctor.api.v1alpha1.conditions import (
     Condition,
     ConditionStatus,
@@ -54,7 +65,9 @@ from proctor.api.v1alpha1.resources import (
 
 __all__ = [
     "API_VERSION",
+    "FREE_FORM",
     "GROUP",
+    "PATTERN_HINTS",
     "RESOURCES",
     "VERSION",
     "Anomaly",
@@ -91,13 +104,19 @@ __all__ = [
     "Reason",
     "ResourceInfo",
     "Resources",
+    "Scheduling",
+    "Toleration",
+    "TrainingResources",
     "TrainingSpec",
     "ValidationPyramid",
     "ValidationPyramidSpec",
     "ValidationPyramidStatus",
     "Verdict",
     "WatchdogSpec",
+    "cel_rule",
+    "cel_rules",
     "duration_seconds",
     "find_condition",
+    "list_map",
     "set_condition",
 ]

@@ -1,7 +1,7 @@
 """Building blocks shared by every model: the base class, constrained scalar types, schema markers.
 
 The markers attach Kubernetes-only schema keywords (`x-kubernetes-*`) to a field or model through
-pydantic's `json_schema_extra`; `proctor.crdgen` turns them into the CRD's structural schema.
+pydantic's `json_schema_extra`; `proctor.api.schema` turns them into the CRD's structural schema.
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ GROUP = "proctor.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-# Kubernetes resource.Quantity, the same expression the real API server uses.
+# Kubernetes resource.Quantity without a sign: requests and limits are never negative.
 QUANTITY_PATTERN = (
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|"
+    r"^(\+)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|"
     r"([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
-# A Go-style duration limited to hours, minutes and seconds: "90s", "30m", "2h30m", "1.5h".
-DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(h|m|s))+$"
+# A Go-style duration in whole hours, minutes and seconds ("90s", "30m", "2h30m"), not zero:
+# some component has a non-zero digit (RE2, which the API server uses, has no lookahead).
+DURATION_PATTERN = r"^([0-9]+[hms])*0*[1-9][0-9]*[hms]([0-9]+[hms])*$"
 ENTRYPOINT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -32,12 +33,20 @@ STORAGE_URI_PATTERN = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?|file:///.*
 # What to tell a user whose value does not match a pattern (pydantic would print the regex).
 PATTERN_HINTS = {
     QUANTITY_PATTERN: "write a Kubernetes quantity like 4, 500m or 16Gi",
-    DURATION_PATTERN: "write a duration like 90s, 30m or 2h30m",
+    DURATION_PATTERN: "write a duration above zero in whole units, like 90s, 30m or 2h30m",
     ENTRYPOINT_PATTERN: "write it as package.module:function, for example digits_mlp:setup",
     DNS_LABEL_PATTERN: "use lower-case letters, digits and '-', starting and ending alphanumeric",
     DNS_SUBDOMAIN_PATTERN: "use lower-case letters, digits, '-' and '.', like a Kubernetes name",
     STORAGE_URI_PATTERN: "use s3://bucket/prefix or file:///absolute/path",
 }
+
+# Names become Job, pod and label names with a suffix ("-l0-1234a"): 63 characters at most.
+MAX_NAME_LENGTH = 50
+NAME_TOO_LONG = (
+    f"metadata.name must be at most {MAX_NAME_LENGTH} characters: Proctor derives Job, pod and "
+    "label names from it, which Kubernetes limits to 63"
+)
+NAME_LENGTH_RULE = f"!has(self.metadata.name) || size(self.metadata.name) <= {MAX_NAME_LENGTH}"
 
 # Bounds on free text keep objects small (etcd) and CEL cost estimates finite.
 SHORT_TEXT = 253
@@ -45,6 +54,8 @@ LONG_TEXT = 4096
 
 
 def _check_quantity(value: int | str) -> int | str:
+    if isinstance(value, int) and value < 0:
+        raise ValueError(f"{value} is negative: a resource quantity is 0 or more")
     if isinstance(value, str) and not (len(value) <= 64 and re.fullmatch(QUANTITY_PATTERN, value)):
         raise ValueError(f"{value!r} is not a Kubernetes quantity: write it like 4, 500m or 16Gi")
     return value
@@ -55,7 +66,7 @@ Quantity = Annotated[
     AfterValidator(_check_quantity),
     WithJsonSchema(
         {
-            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "anyOf": [{"type": "integer", "minimum": 0}, {"type": "string"}],
             "pattern": QUANTITY_PATTERN,
             "x-kubernetes-int-or-string": True,
         }
@@ -69,16 +80,16 @@ StorageURI = Annotated[str, StringConstraints(pattern=STORAGE_URI_PATTERN, max_l
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=SHORT_TEXT)]
 LongText = Annotated[str, StringConstraints(min_length=1, max_length=LONG_TEXT)]
 
-_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(h|m|s)")
-_SECONDS_PER_UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0}
+_DURATION_PART = re.compile(r"([0-9]+)([hms])")
+_SECONDS_PER_UNIT = {"h": 3600, "m": 60, "s": 1}
 
 
-def duration_seconds(duration: str) -> float:
-    """Seconds in a duration such as "2h30m" (the format `Duration` fields accept)."""
+def duration_seconds(duration: str) -> int:
+    """Whole seconds in a duration such as "2h30m" (the format `Duration` fields accept)."""
     if not re.fullmatch(DURATION_PATTERN, duration):
         raise ValueError(f"{duration!r} is not a duration: write it like 90s, 30m or 2h30m")
     return sum(
-        float(amount) * _SECONDS_PER_UNIT[unit] for amount, unit in _DURATION_PART.findall(duration)
+        int(amount) * _SECONDS_PER_UNIT[unit] for amount, unit in _DURATION_PART.findall(duration)
     )
 
 

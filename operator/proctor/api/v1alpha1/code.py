@@ -1,6 +1,6 @@
-"""What to run: the training code's image, entrypoint, configuration, environment and resources.
+"""What to run: the training code's image, entrypoint, configuration and environment.
 
-Shared by Experiment (spec.code, spec.training.resources) and ValidationPyramid (spec.code).
+Shared by Experiment and ValidationPyramid (spec.code).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from proctor.api.v1alpha1._base import (
     FREE_FORM,
     SHORT_TEXT,
     ApiModel,
-    Quantity,
+    ObjectName,
     cel_rule,
     cel_rules,
+    list_map,
 )
 
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -26,6 +27,15 @@ ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # Matched per underscore-separated word, so HF_TOKEN is refused but TOKENIZER_PATH is not.
 SECRET_LIKE_ENV_NAME = (
     r"(?i)(^|.*_)(SECRET|PASSWORD|PASSWD|TOKEN|API_KEY|ACCESS_KEY|PRIVATE_KEY)(_.*|$)"
+)
+
+
+# Each rule is stated once and enforced twice: by the model here and by the API server (CEL).
+EXACTLY_ONE_SOURCE = "set exactly one of secretKeyRef or configMapKeyRef"
+VALUE_OR_VALUE_FROM = "set value or valueFrom, not both"
+NO_LITERAL_CREDENTIALS = (
+    "this variable looks like a credential, and a literal value is readable by anyone who can "
+    "read the Experiment: put it in a Secret and use valueFrom.secretKeyRef"
 )
 
 
@@ -62,15 +72,12 @@ class EnvVarSource(ApiModel):
     @model_validator(mode="after")
     def _exactly_one(self) -> EnvVarSource:
         if (self.secret_key_ref is None) == (self.config_map_key_ref is None):
-            raise ValueError("set exactly one of secretKeyRef or configMapKeyRef")
+            raise ValueError(EXACTLY_ONE_SOURCE)
         return self
 
     model_config = ConfigDict(
         json_schema_extra=cel_rules(
-            cel_rule(
-                "has(self.secretKeyRef) != has(self.configMapKeyRef)",
-                "set exactly one of secretKeyRef or configMapKeyRef",
-            )
+            cel_rule("has(self.secretKeyRef) != has(self.configMapKeyRef)", EXACTLY_ONE_SOURCE)
         )
     )
 
@@ -92,24 +99,17 @@ class EnvVar(ApiModel):
     @model_validator(mode="after")
     def _no_literal_secrets(self) -> EnvVar:
         if self.value is not None and self.value_from is not None:
-            raise ValueError("set value or valueFrom, not both")
+            raise ValueError(VALUE_OR_VALUE_FROM)
         if self.value is not None and re.fullmatch(SECRET_LIKE_ENV_NAME, self.name):
-            raise ValueError(
-                f"{self.name} looks like a credential, and a literal value would be readable by "
-                "anyone who can read the Experiment: put it in a Secret and use "
-                "valueFrom.secretKeyRef"
-            )
+            raise ValueError(f"{self.name}: {NO_LITERAL_CREDENTIALS}")
         return self
 
     model_config = ConfigDict(
         json_schema_extra=cel_rules(
-            cel_rule(
-                "!(has(self.value) && has(self.valueFrom))", "set value or valueFrom, not both"
-            ),
+            cel_rule("!(has(self.value) && has(self.valueFrom))", VALUE_OR_VALUE_FROM),
             cel_rule(
                 f"!has(self.value) || !self.name.matches('{SECRET_LIKE_ENV_NAME}')",
-                "this variable looks like a credential: put it in a Secret and use "
-                "valueFrom.secretKeyRef instead of a literal value",
+                NO_LITERAL_CREDENTIALS,
             ),
         )
     )
@@ -140,27 +140,25 @@ class CodeSpec(ApiModel):
         default_factory=list,
         max_length=64,
         description="Environment variables for every container that runs the code.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        json_schema_extra=list_map("name"),
+    )
+
+    @model_validator(mode="after")
+    def _unique_env_names(self) -> CodeSpec:
+        names = [var.name for var in self.env]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"env names must be unique; repeated: {', '.join(duplicates)}")
+        return self
+
+    image_pull_secrets: list[ObjectName] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Names of Secrets (type kubernetes.io/dockerconfigjson) to pull a private "
+        "image with.",
     )
     image_pull_policy: ImagePullPolicy | None = Field(
         default=None,
         description="Always, IfNotPresent or Never; unset follows the Kubernetes default for "
         "the tag.",
-    )
-
-
-class Resources(ApiModel):
-    """Compute for one pod: CPU, memory, GPUs."""
-
-    cpu: Quantity | None = Field(
-        default=None, description="CPU cores requested and limited, for example 4 or 500m."
-    )
-    memory: Quantity | None = Field(
-        default=None, description="Memory requested and limited, for example 16Gi."
-    )
-    gpus: int = Field(default=0, ge=0, le=64, description="Whole GPUs per pod (0 runs on CPU).")
-    gpu_resource_name: Annotated[str, StringConstraints(min_length=1, max_length=253)] = Field(
-        default="nvidia.com/gpu",
-        description="The extended resource that counts GPUs on your nodes, e.g. nvidia.com/gpu "
-        "or a MIG profile such as nvidia.com/mig-1g.10gb.",
     )

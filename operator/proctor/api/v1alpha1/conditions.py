@@ -127,9 +127,12 @@ class Condition(ApiModel):
     )
 
 
+ConditionType = ExperimentConditionType | PyramidConditionType
+
+
 def set_condition(
     conditions: list[Condition],
-    type_: str,
+    type_: ConditionType,
     status: ConditionStatus,
     reason: Reason,
     message: str,
@@ -138,7 +141,7 @@ def set_condition(
 ) -> list[Condition]:
     """Conditions with `type_` set; `lastTransitionTime` only moves when `status` changes."""
     now = now or datetime.now(UTC)
-    previous = next((c for c in conditions if c.type == type_), None)
+    previous = find_condition(conditions, type_)
     transition = (
         now if previous is None or previous.status != status else previous.last_transition_time
     )
@@ -157,6 +160,6 @@ def set_condition(
     )
 
 
-def find_condition(conditions: list[Condition], type_: str) -> Condition | None:
+def find_condition(conditions: list[Condition], type_: ConditionType) -> Condition | None:
     """The condition of `type_`, or None when it was never set."""
     return next((c for c in conditions if c.type == type_), None)

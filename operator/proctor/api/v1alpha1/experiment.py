@@ -16,6 +16,9 @@ from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from proctor.api.v1alpha1._base import (
     LONG_TEXT,
+    MAX_NAME_LENGTH,
+    NAME_LENGTH_RULE,
+    NAME_TOO_LONG,
     SHORT_TEXT,
     ApiModel,
     Duration,
@@ -27,11 +30,13 @@ from proctor.api.v1alpha1._base import (
     cel_rules,
     list_map,
 )
-from proctor.api.v1alpha1.code import CodeSpec, Resources
+from proctor.api.v1alpha1.code import CodeSpec
+from proctor.api.v1alpha1.compute import Resources, Scheduling, TrainingResources
 from proctor.api.v1alpha1.conditions import Condition
 from proctor.api.v1alpha1.metadata import ObjectMeta
 from proctor.api.v1alpha1.pyramid import LayerName, PyramidLayers, PyramidPhase
 
+UNBOUNDED_BUDGET = "set maxSteps, maxDuration or both: an unbounded run wastes GPU time"
 SPEC_PATH_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$"
 
 
@@ -98,15 +103,12 @@ class Budget(ApiModel):
     @model_validator(mode="after")
     def _at_least_one_limit(self) -> Budget:
         if self.max_duration is None and self.max_steps is None:
-            raise ValueError("set maxSteps, maxDuration or both: an unbounded run wastes GPU time")
+            raise ValueError(UNBOUNDED_BUDGET)
         return self
 
     model_config = ConfigDict(
         json_schema_extra=cel_rules(
-            cel_rule(
-                "has(self.maxSteps) || has(self.maxDuration)",
-                "set maxSteps, maxDuration or both: an unbounded run wastes GPU time",
-            )
+            cel_rule("has(self.maxSteps) || has(self.maxDuration)", UNBOUNDED_BUDGET)
         )
     )
 
@@ -131,9 +133,17 @@ class CheckpointSpec(ApiModel):
 class TrainingSpec(ApiModel):
     """The training run that follows a passed pyramid."""
 
-    budget: Budget = Field(description="How long training may run.")
-    resources: Resources = Field(
-        default_factory=lambda: Resources(gpus=1), description="Compute for each training pod."
+    budget: Budget
+    resources: TrainingResources = Field(default_factory=TrainingResources)
+    scheduling: Scheduling = Field(
+        default_factory=Scheduling,
+        description="Node selection for training pods (and validation pods, which run where "
+        "training will).",
+    )
+    service_account_name: ObjectName | None = Field(
+        default=None,
+        description="ServiceAccount of the training pods, for example one bound to a cloud role "
+        "that may write the checkpoint bucket. The watchdog always runs read-only under its own.",
     )
     nodes: int = Field(
         default=1,
@@ -237,15 +247,9 @@ class WatchdogSpec(ApiModel):
     """The read-only sidecar that watches training and writes recovery bundles."""
 
     enabled: bool = Field(default=True, description="Run the watchdog beside every training pod.")
-    thresholds: WatchdogThresholds = Field(
-        default_factory=WatchdogThresholds, description="When to report an anomaly."
-    )
-    schedule: WatchdogSchedule = Field(
-        default_factory=WatchdogSchedule, description="How often to check."
-    )
-    metric_sources: MetricSources = Field(
-        default_factory=MetricSources, description="Where to read metrics."
-    )
+    thresholds: WatchdogThresholds = Field(default_factory=WatchdogThresholds)
+    schedule: WatchdogSchedule = Field(default_factory=WatchdogSchedule)
+    metric_sources: MetricSources = Field(default_factory=MetricSources)
 
 
 class AnomalyAction(StrEnum):
@@ -282,11 +286,11 @@ class ValidationSkip(ApiModel):
 class ExperimentValidation(ApiModel):
     """How the experiment's code is validated before training."""
 
-    layers: PyramidLayers = Field(
-        default_factory=PyramidLayers, description="Per-layer thresholds and timeouts."
-    )
-    resources: Resources = Field(
-        default_factory=Resources, description="Compute for each validation pod."
+    layers: PyramidLayers = Field(default_factory=PyramidLayers)
+    resources: Resources | None = Field(
+        default=None,
+        description="Compute for each validation pod. Unset uses spec.training.resources, so L0 "
+        "measures throughput, memory and MFU on the device training will use.",
     )
     skip: ValidationSkip | None = Field(
         default=None, description="Skip the pyramid entirely, with a reason that is kept."
@@ -315,27 +319,20 @@ class Conclusion(ApiModel):
 class ExperimentSpec(ApiModel):
     """The experiment's hypothesis and everything needed to test it."""
 
-    hypothesis: Hypothesis = Field(description="The claim this experiment tests (required).")
+    hypothesis: Hypothesis
     baseline: ObjectName | None = Field(
         default=None,
         description="Name of an Experiment in this namespace this one is compared against; only "
         "hypothesis.independentVariable may differ from it.",
     )
-    code: CodeSpec = Field(description="The training code.")
-    validation: ExperimentValidation = Field(
-        default_factory=ExperimentValidation,
-        description="The validation pyramid run before training.",
-    )
-    training: TrainingSpec = Field(description="The training run.")
-    watchdog: WatchdogSpec = Field(
-        default_factory=WatchdogSpec, description="The watchdog sidecar."
-    )
-    recovery: RecoverySpec = Field(
-        default_factory=RecoverySpec, description="What to do on an anomaly."
-    )
+    code: CodeSpec
+    validation: ExperimentValidation = Field(default_factory=ExperimentValidation)
+    training: TrainingSpec
+    watchdog: WatchdogSpec = Field(default_factory=WatchdogSpec)
+    recovery: RecoverySpec = Field(default_factory=RecoverySpec)
     conclusion: Conclusion | None = Field(
         default=None,
-        description="Written after the run: verdict, evidence, learnings. Ends the experiment.",
+        description="Written after the run has ended (not before): it ends the experiment.",
     )
 
 
@@ -372,9 +369,23 @@ class ValidationSummary(ApiModel):
 class CheckpointRecord(ApiModel):
     """A checkpoint the trainer wrote."""
 
-    uri: Annotated[str, StringConstraints(max_length=1024)] = Field(description="Where it is.")
-    step: int = Field(ge=0, description="The step it holds.")
-    time: datetime = Field(description="When it completed.")
+    uri: Annotated[str, StringConstraints(max_length=1024)] = Field(
+        description="Full URI of the checkpoint, loadable to resume or evaluate."
+    )
+    step: int = Field(ge=0, description="The optimizer step whose state it holds.")
+    time: datetime = Field(description="When it was completely written.")
+
+
+class EvalRecord(ApiModel):
+    """The latest evaluation of the model during training."""
+
+    step: int = Field(ge=0, description="The optimizer step that was evaluated.")
+    metrics: dict[str, float] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="Metric name to value, as the code's eval function returned them (for example "
+        "loss, accuracy); what spec.hypothesis.expectedOutcome is judged against.",
+    )
 
 
 class TrainingProgress(ApiModel):
@@ -382,19 +393,24 @@ class TrainingProgress(ApiModel):
 
     job_name: ObjectName | None = Field(default=None, description="The training Job.")
     start_time: datetime | None = Field(default=None, description="When training started.")
-    completion_time: datetime | None = Field(default=None, description="When it ended.")
+    completion_time: datetime | None = Field(
+        default=None, description="When the training Job finished, whatever the outcome."
+    )
     step: int | None = Field(default=None, ge=0, description="Latest optimizer step.")
     loss: float | None = Field(default=None, description="Latest training loss.")
     mfu: float | None = Field(
         default=None, ge=0, description="Model FLOPs utilisation, a ratio of peak (0.42 = 42%)."
     )
-    samples_per_second: float | None = Field(default=None, ge=0, description="Throughput.")
+    samples_per_second: float | None = Field(
+        default=None, ge=0, description="Training samples processed per second, recent average."
+    )
     tokens_per_second: float | None = Field(
         default=None, ge=0, description="Throughput in tokens, when the code reports tokens."
     )
     last_checkpoint: CheckpointRecord | None = Field(
         default=None, description="The newest complete checkpoint."
     )
+    last_eval: EvalRecord | None = Field(default=None, description="The newest evaluation metrics.")
 
 
 class AnomalyKind(StrEnum):
@@ -463,11 +479,35 @@ class ExperimentStatus(ApiModel):
     )
 
 
-# Once the operator has moved past Pending/Blocked, what ran must stay what the record says.
-_FROZEN_ONCE_STARTED = (
-    "!has(oldSelf.status) || !has(oldSelf.status.phase) "
-    "|| oldSelf.status.phase in ['Pending', 'Blocked'] "
-    "|| (self.spec.hypothesis == oldSelf.spec.hypothesis && self.spec.code == oldSelf.spec.code)"
+# What ran must stay what the record says: once the operator has moved past Pending/Blocked,
+# the hypothesis, the baseline, the code and its validation settings are frozen.
+_STARTED = (
+    "has(oldSelf.status) && has(oldSelf.status.phase) "
+    "&& !(oldSelf.status.phase in ['Pending', 'Blocked'])"
+)
+_FROZEN_FIELDS = ("hypothesis", "baseline", "code", "validation")
+_FROZEN_RULE = f"!({_STARTED}) || " + " && ".join(
+    f"(has(self.spec.{f}) == has(oldSelf.spec.{f}) "
+    f"&& (!has(self.spec.{f}) || self.spec.{f} == oldSelf.spec.{f}))"
+    for f in _FROZEN_FIELDS
+)
+FROZEN_ONCE_STARTED = (
+    "spec.hypothesis, spec.baseline, spec.code and spec.validation are frozen once validation "
+    "has started, so the record describes what ran: create a new Experiment (cite this one in "
+    "spec.hypothesis.inspiredBy) to test a change"
+)
+_ENDED = (
+    "has(oldSelf.status) && has(oldSelf.status.phase) "
+    "&& oldSelf.status.phase in ['Succeeded', 'Failed', 'Concluded']"
+)
+_CONCLUSION_RULE = (
+    "!has(self.spec.conclusion) "
+    "|| (has(oldSelf.spec.conclusion) && self.spec.conclusion == oldSelf.spec.conclusion) "
+    f"|| ({_ENDED})"
+)
+CONCLUSION_TOO_EARLY = (
+    "spec.conclusion can be written only after the run has ended (phase Succeeded or Failed): "
+    "a conclusion drawn before the evidence exists is a guess"
 )
 
 
@@ -483,14 +523,16 @@ class Experiment(ApiModel):
     spec: ExperimentSpec
     status: ExperimentStatus | None = None
 
+    @model_validator(mode="after")
+    def _name_fits_derived_names(self) -> Experiment:
+        if self.metadata.name and len(self.metadata.name) > MAX_NAME_LENGTH:
+            raise ValueError(NAME_TOO_LONG)
+        return self
+
     model_config = ConfigDict(
         json_schema_extra=cel_rules(
-            cel_rule(
-                _FROZEN_ONCE_STARTED,
-                "spec.hypothesis and spec.code are frozen once validation has started, so the "
-                "record describes what ran: create a new Experiment (cite this one in "
-                "spec.hypothesis.inspiredBy) to test a changed hypothesis or code",
-                field_path=".spec",
-            )
+            cel_rule(NAME_LENGTH_RULE, NAME_TOO_LONG, field_path=".metadata.name"),
+            cel_rule(_FROZEN_RULE, FROZEN_ONCE_STARTED, field_path=".spec"),
+            cel_rule(_CONCLUSION_RULE, CONCLUSION_TOO_EARLY, field_path=".spec.conclusion"),
         )
     )

@@ -13,6 +13,9 @@ class ObjectMeta(ApiModel):
     model_config = ConfigDict(extra="allow", json_schema_extra=FREE_FORM)
 
     name: ObjectName | None = Field(default=None, description="The object's name.")
+    generate_name: str | None = Field(
+        default=None, max_length=200, description="Prefix for a server-generated name."
+    )
     namespace: ObjectName | None = Field(default=None, description="The object's namespace.")
     labels: dict[str, str] = Field(default_factory=dict, description="Labels.")
     annotations: dict[str, str] = Field(default_factory=dict, description="Annotations.")

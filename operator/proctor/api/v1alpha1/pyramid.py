@@ -11,19 +11,31 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from proctor.api.v1alpha1._base import (
     LONG_TEXT,
+    MAX_NAME_LENGTH,
+    NAME_LENGTH_RULE,
+    NAME_TOO_LONG,
     ApiModel,
     Duration,
     ObjectName,
     StorageURI,
+    cel_rule,
+    cel_rules,
     list_map,
 )
-from proctor.api.v1alpha1.code import CodeSpec, Resources
+from proctor.api.v1alpha1.code import CodeSpec
+from proctor.api.v1alpha1.compute import Resources, Scheduling
 from proctor.api.v1alpha1.conditions import Condition
 from proctor.api.v1alpha1.metadata import ObjectMeta
+
+GRAD_BOUNDS_ORDER = "minGradNorm must be below maxGradNorm"
+PYRAMID_SPEC_FROZEN = (
+    "spec is frozen once the pyramid has started, so its status always describes the code and "
+    "settings that ran: create a new ValidationPyramid instead"
+)
 
 
 class LayerName(StrEnum):
@@ -123,6 +135,19 @@ class HealthSettings(LayerSettings):
         description="Smallest attention entropy as a share of its maximum (log of the key length) "
         "before attention counts as collapsed onto single tokens.",
     )
+
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> HealthSettings:
+        if self.min_grad_norm >= self.max_grad_norm:
+            raise ValueError(GRAD_BOUNDS_ORDER)
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel_rule("self.minGradNorm < self.maxGradNorm", GRAD_BOUNDS_ORDER)
+        )
+    )
+
     max_embedding_norm_drift_ratio: float = Field(
         default=0.5,
         ge=0,
@@ -177,25 +202,25 @@ class EndToEndSettings(LayerSettings):
 class PyramidLayers(ApiModel):
     """Per-layer settings; every field has a default, so set only what you change."""
 
-    l0: EfficiencySettings = Field(
-        default_factory=EfficiencySettings, description="L0, engineering efficiency."
-    )
-    l1: HealthSettings = Field(default_factory=HealthSettings, description="L1, internal health.")
-    l2: OverfitSettings = Field(default_factory=OverfitSettings, description="L2, overfit.")
-    l3: EndToEndSettings = Field(default_factory=EndToEndSettings, description="L3, end to end.")
+    l0: EfficiencySettings = Field(default_factory=EfficiencySettings)
+    l1: HealthSettings = Field(default_factory=HealthSettings)
+    l2: OverfitSettings = Field(default_factory=OverfitSettings)
+    l3: EndToEndSettings = Field(default_factory=EndToEndSettings)
 
 
 class ValidationPyramidSpec(ApiModel):
     """What to validate and how strictly."""
 
-    code: CodeSpec = Field(description="The training code under test.")
-    layers: PyramidLayers = Field(
-        default_factory=PyramidLayers, description="Per-layer thresholds and timeouts."
-    )
+    code: CodeSpec
+    layers: PyramidLayers = Field(default_factory=PyramidLayers)
     resources: Resources = Field(
         default_factory=Resources,
-        description="Compute for each layer's pod. Give the GPU type training will use, so L0 "
+        description="Compute for each layer's pod. Ask for the GPUs training will use, so L0 "
         "measures the real hardware.",
+    )
+    scheduling: Scheduling = Field(
+        default_factory=Scheduling,
+        description="Node selection, for example the GPU product training will run on.",
     )
     max_infrastructure_retries: int = Field(
         default=3,
@@ -320,3 +345,21 @@ class ValidationPyramid(ApiModel):
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: ValidationPyramidSpec
     status: ValidationPyramidStatus | None = None
+
+    @model_validator(mode="after")
+    def _name_fits_derived_names(self) -> ValidationPyramid:
+        if self.metadata.name and len(self.metadata.name) > MAX_NAME_LENGTH:
+            raise ValueError(NAME_TOO_LONG)
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel_rule(NAME_LENGTH_RULE, NAME_TOO_LONG, field_path=".metadata.name"),
+            cel_rule(
+                "!has(oldSelf.status) || !has(oldSelf.status.phase) "
+                "|| oldSelf.status.phase == 'Pending' || self.spec == oldSelf.spec",
+                PYRAMID_SPEC_FROZEN,
+                field_path=".spec",
+            ),
+        )
+    )

@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel
-
 from proctor.api.v1alpha1._base import GROUP
 from proctor.api.v1alpha1.experiment import Experiment
 from proctor.api.v1alpha1.pyramid import ValidationPyramid
+
+ProctorResource = Experiment | ValidationPyramid
+"""Any object of a Proctor kind."""
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class PrinterColumn:
 class ResourceInfo:
     """A namespaced custom resource of group proctor.dev, served from `model`."""
 
-    model: type[BaseModel]
+    model: type[Experiment] | type[ValidationPyramid]
     kind: str
     plural: str
     singular: str
@@ -87,6 +88,3 @@ VALIDATION_PYRAMID = ResourceInfo(
 )
 
 RESOURCES: tuple[ResourceInfo, ...] = (EXPERIMENT, VALIDATION_PYRAMID)
-
-ProctorResource = Experiment | ValidationPyramid
-"""Any object of a Proctor kind."""
