@@ -1,0 +1,386 @@
+"""The emulated Kubernetes API server: HTTP on top of kmock, semantics from `Store`.
+
+kmock (the mock server by kopf's author) provides the HTTP server, request parsing and recording,
+the discovery scaffold and the DSL for injecting reactions (faults, delays) ahead of the default
+behaviour. kmock's own `KubernetesEmulator` keeps objects as plain merged dicts without
+resourceVersions, selectors, subresources or validation, so the state layer here is our `Store`
+and this class only translates HTTP to store calls and back: routing, content negotiation (JSON,
+Table), watch streams with bookmarks and 410 Gone, `dryRun`, strict field validation, pod logs and
+the OpenAPI v3 documents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp.web
+import attrs
+import kmock
+from kmock._internal import parsing as kmock_parsing
+
+from proctor.cluster import errors, openapi, tables
+from proctor.cluster.catalog import ResourceType
+from proctor.cluster.selectors import SelectorError, field_selector, label_selector
+from proctor.cluster.store import Store, WatchEvent
+
+SERVER_VERSION = {"major": "1", "minor": "37", "gitVersion": "v1.37.0-proctor-emulated",
+                  "platform": "linux/amd64", "goVersion": "n/a", "compiler": "n/a"}
+_STOP = object()
+# (namespace, pod, container) -> (log text so far, whether the container has finished)
+LogSource = Callable[[str, str, str | None], tuple[str, bool]]
+
+
+@dataclass(frozen=True)
+class Route:
+    group: str
+    version: str
+    namespace: str
+    plural: str
+    name: str | None
+    subresource: str | None
+
+
+def parse_route(path: str) -> Route | None:
+    """The resource a URL path names, or None for discovery and non-API paths."""
+    parts = [p for p in path.split("/") if p]
+    if len(parts) >= 2 and parts[0] == "api":
+        group, version, rest = "", parts[1], parts[2:]
+    elif len(parts) >= 3 and parts[0] == "apis":
+        group, version, rest = parts[1], parts[2], parts[3:]
+    else:
+        return None
+    if not rest:
+        return None
+    namespace = ""
+    # /api/v1/namespaces/{ns}/{plural}... (but /api/v1/namespaces/{name}/status is the namespace)
+    namespace_subresource = group == "" and len(rest) == 3 and rest[2] in ("status", "finalize")
+    if rest[0] == "namespaces" and len(rest) >= 3 and not namespace_subresource:
+        namespace, rest = rest[1], rest[2:]
+    return Route(
+        group=group,
+        version=version,
+        namespace=namespace,
+        plural=rest[0],
+        name=rest[1] if len(rest) > 1 else None,
+        subresource="/".join(rest[2:]) or None,
+    )
+
+
+@attrs.define(kw_only=True)
+class EmulatedApiServer(kmock.KubernetesScaffold):
+    """A Kubernetes API server good enough for kubectl, helm and kopf. Serve it with
+    `kmock.Server(api)` inside `async with api:` (see `proctor.cluster.runtime`)."""
+
+    store: Store = attrs.field(factory=Store)
+    bookmark_interval: float = 5.0
+    log_source: LogSource | None = None
+    _watch_queues: set[asyncio.Queue[Any]] = attrs.field(factory=set, init=False)
+
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        # Reactions added through kmock's DSL (faults, delays) and the discovery scaffold come
+        # first; what reaches kmock's catch-all 404 is ours to serve.
+        try:
+            return await super()._handle(request)
+        except kmock.KubernetesEndpointNotFoundError:
+            return await self._serve(request)
+
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        try:
+            kmock_parsing.parse_path(raw_request.path)
+        except ValueError:
+            # kmock 0.8 cannot parse a path that ends in `/namespaces` (listing namespaces); build
+            # the request ourselves, with what our own routing needs, and serve it as usual.
+            return await self._serve_unparsable(raw_request)
+        return await super().__call__(raw_request)
+
+    async def _serve_unparsable(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        body = await raw.read()
+        try:
+            data = json.loads(body) if body else None
+        except ValueError:
+            data = None
+        route = parse_route(raw.path)
+        request = kmock.Request(
+            id=len(self._requests),
+            raw_request=raw,
+            url=raw.url,
+            method=raw.method,
+            params=dict(raw.query),
+            headers=dict(raw.headers),
+            cookies=dict(raw.cookies),
+            data=data,
+            body=body,
+            text=body.decode(errors="replace"),
+            resource=kmock.resource(route.group, route.version, route.plural) if route else None,
+            namespace=route.namespace or None if route else None,
+            name=route.name if route else None,
+        )
+        self._requests.append(request)
+        try:
+            return await self._handle(request)
+        except Exception as exc:  # the same last resort kmock's own __call__ has
+            return await self._render_error(exc)
+
+    async def stop_watches(self) -> None:
+        """End every open watch stream (clients reconnect, as after an API server restart)."""
+        for queue in list(self._watch_queues):
+            queue.put_nowait(_STOP)
+        await asyncio.sleep(0)
+
+    # ---- discovery (overrides of kmock's scaffold, computed from the store's types) ----------
+
+    async def _serve_server_version(self, request: kmock.Request) -> dict[str, Any]:
+        return SERVER_VERSION
+
+    async def _serve_api(self, request: kmock.Request) -> dict[str, Any]:
+        return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
+
+    async def _serve_apis(self, request: kmock.Request) -> dict[str, Any]:
+        return {
+            "kind": "APIGroupList",
+            "apiVersion": "v1",
+            "groups": [self._group(g) for g in sorted({rt.group for rt in self.store.types()} - {""})],
+        }
+
+    async def _serve_group(self, request: kmock.Request) -> Any:
+        group = request.url.path.strip("/").split("/")[1]
+        if group not in {rt.group for rt in self.store.types()}:
+            raise _not_found()
+        return {"kind": "APIGroup", "apiVersion": "v1", **self._group(group)}
+
+    async def _serve_version(self, request: kmock.Request) -> Any:
+        parts = request.url.path.strip("/").split("/")
+        group, version = ("", parts[1]) if parts[0] == "api" else (parts[1], parts[2])
+        types = [rt for rt in self.store.types() if rt.group == group and rt.version == version]
+        if not types:
+            raise _not_found()
+        resources = []
+        for rt in sorted(types, key=lambda t: t.plural):
+            resources.append({
+                "name": rt.plural, "singularName": rt.singular, "namespaced": rt.namespaced,
+                "kind": rt.kind, "verbs": list(rt.verbs), "shortNames": list(rt.short_names),
+                "categories": list(rt.categories),
+            })
+            for sub in rt.subresources:
+                verbs = ["get"] if sub == "log" else ["get", "patch", "update"]
+                kind = "Pod" if sub == "log" else rt.kind
+                resources.append({"name": f"{rt.plural}/{sub}", "singularName": "",
+                                  "namespaced": rt.namespaced, "kind": kind, "verbs": verbs})
+        return {"kind": "APIResourceList", "apiVersion": "v1",
+                "groupVersion": f"{group}/{version}" if group else version, "resources": resources}
+
+    def _group(self, group: str) -> dict[str, Any]:
+        versions = sorted({rt.version for rt in self.store.types() if rt.group == group})
+        entries = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
+        return {"name": group, "versions": entries, "preferredVersion": entries[0]}
+
+    # ---- everything else ---------------------------------------------------------------------
+
+    async def _serve(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        del self._requests[:-1000]  # kmock records requests; a long-lived cluster keeps the last
+        path = request.url.path
+        if path.startswith("/openapi/v3"):
+            return await self._serve_openapi(path)
+        route = parse_route(path)
+        if route is None:
+            raise kmock.KubernetesEndpointNotFoundError()
+        try:
+            return await self._serve_resource(request, route)
+        except errors.ApiError as exc:
+            return self._error(exc)
+        except SelectorError as exc:
+            return self._error(errors.bad_request(str(exc)))
+
+    async def _serve_openapi(self, path: str) -> aiohttp.web.StreamResponse:
+        types = self.store.types()
+        if path.rstrip("/") == "/openapi/v3":
+            return aiohttp.web.json_response(openapi.group_version_paths(types))
+        gv = path.removeprefix("/openapi/v3/").strip("/")
+        selected = [rt for rt in types if (f"apis/{rt.group}/{rt.version}" if rt.group else f"api/{rt.version}") == gv]
+        if not selected:
+            return self._error(errors.ApiError(404, "NotFound", f"no OpenAPI document for {gv}"))
+        return aiohttp.web.json_response(openapi.group_version_document(selected))
+
+    async def _serve_resource(self, request: kmock.Request, route: Route) -> aiohttp.web.StreamResponse:
+        rt = self.store.type(route.group, route.version, route.plural)
+        params = request.params
+        method = str(getattr(request.method, "value", request.method)).upper()
+        dry_run = params.get("dryRun") == "All"
+        strict = params.get("fieldValidation", "").lower() == "strict"
+        ns = route.namespace
+        if rt.namespaced is False and ns:
+            raise errors.ApiError(404, "NotFound", f"{rt.plural} is not namespaced")
+        if method == "GET" and route.subresource == "log":
+            return await self._serve_log(request, ns, route.name or "")
+        if method == "GET" and route.name is None:
+            matches = self._matcher(params)
+            if params.get("watch") in ("true", "1"):
+                return await self._watch(request, rt, ns, matches)
+            items = self.store.list(rt, ns, matches)
+            rv = str(self.store.resource_version)
+            if self._wants_table(request):
+                return aiohttp.web.json_response(tables.table(rt, items, rv, params.get("includeObject", "Metadata")))
+            return aiohttp.web.json_response(
+                {"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": {"resourceVersion": rv}, "items": items}
+            )
+        if method == "GET":
+            obj = self.store.get(rt, ns, route.name or "")
+            if self._wants_table(request):
+                return aiohttp.web.json_response(tables.table(rt, [obj], obj["metadata"]["resourceVersion"], params.get("includeObject", "Metadata")))
+            return aiohttp.web.json_response(obj)
+        body = request.data if isinstance(request.data, dict | list) else None
+        if method == "POST" and route.name is None:
+            if not isinstance(body, dict):
+                raise errors.bad_request("the request body must be a JSON object")
+            sent_ns = body.get("metadata", {}).get("namespace")
+            if ns and sent_ns and sent_ns != ns:
+                raise errors.bad_request("the namespace of the provided object does not match the namespace sent on the request")
+            created = self.store.create(rt, ns, body, dry_run=dry_run, strict=strict)
+            return aiohttp.web.json_response(created, status=201)
+        if method == "PUT" and route.name:
+            if not isinstance(body, dict):
+                raise errors.bad_request("the request body must be a JSON object")
+            if body.get("metadata", {}).get("name", route.name) != route.name:
+                raise errors.bad_request("the name of the object does not match the name on the URL")
+            updated = self.store.update(rt, ns, route.name, body, subresource=route.subresource, dry_run=dry_run, strict=strict)
+            return aiohttp.web.json_response(updated)
+        if method == "PATCH" and route.name:
+            content_type = request.headers.get("Content-Type", "application/merge-patch+json")
+            patched = self.store.patch(rt, ns, route.name, body, content_type, subresource=route.subresource, dry_run=dry_run, strict=strict)
+            return aiohttp.web.json_response(patched)
+        if method == "DELETE":
+            options = body if isinstance(body, dict) else {}
+            policy = params.get("propagationPolicy") or options.get("propagationPolicy")
+            dry_run = dry_run or "All" in (options.get("dryRun") or [])
+            if route.name:
+                deleted = self.store.delete(rt, ns, route.name, propagation=policy, dry_run=dry_run)
+                return aiohttp.web.json_response(deleted)
+            doomed = self.store.list(rt, ns, self._matcher(params))
+            for obj in doomed:
+                self.store.delete(rt, obj["metadata"].get("namespace", ""), obj["metadata"]["name"], propagation=policy, dry_run=dry_run)
+            return aiohttp.web.json_response({"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": {}, "items": doomed})
+        raise errors.ApiError(405, "MethodNotAllowed", f"the server does not allow {method} on this resource")
+
+    async def _serve_log(self, request: kmock.Request, ns: str, pod: str) -> aiohttp.web.StreamResponse:
+        pods = self.store.type("", "v1", "pods")
+        obj = self.store.get(pods, ns, pod)
+        container = request.params.get("container")
+        if container is None and len(obj.get("spec", {}).get("containers") or []) == 1:
+            container = obj["spec"]["containers"][0]["name"]
+        if self.log_source is None:
+            raise errors.bad_request(f'container "{container}" in pod "{pod}" has no logs: no pod runner')
+        text, finished = self.log_source(ns, pod, container)
+        tail = request.params.get("tailLines")
+        if request.params.get("follow") not in ("true", "1") or finished:
+            if tail is not None:
+                text = "".join(text.splitlines(keepends=True)[-int(tail):])
+            return aiohttp.web.Response(text=text, content_type="text/plain")
+        response = aiohttp.web.StreamResponse(headers={"Content-Type": "text/plain"})
+        assert request._raw_request is not None
+        await response.prepare(request._raw_request)
+        sent = 0
+        while True:
+            text, finished = self.log_source(ns, pod, container)
+            if len(text) > sent:
+                await response.write(text[sent:].encode())
+                sent = len(text)
+            if finished:
+                break
+            await asyncio.sleep(0.2)
+        await response.write_eof()
+        return response
+
+    async def _watch(self, request: kmock.Request, rt: ResourceType, ns: str, matches: Callable[[dict[str, Any]], bool]) -> aiohttp.web.StreamResponse:
+        params = request.params
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+
+        def listener(event: WatchEvent) -> None:
+            if event.key == rt.key:
+                queue.put_nowait(event)
+
+        rv_param = params.get("resourceVersion") or "0"
+        backlog: list[tuple[str, dict[str, Any]]]
+        if rv_param == "0":
+            backlog = [("ADDED", obj) for obj in self.store.list(rt, ns, matches)]
+            last = self.store.resource_version
+        else:
+            try:
+                events = self.store.events_since(rt, int(rv_param))
+            except ValueError:
+                raise errors.bad_request(f"invalid resourceVersion {rv_param!r}") from None
+            except errors.ApiError as exc:
+                backlog, last = [("ERROR", exc.status())], self.store.resource_version
+                events = None
+            if events is not None:
+                backlog = [(e.type, e.object) for e in events if (not ns or e.namespace == ns) and matches(e.object)]
+                last = self.store.resource_version
+        response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
+        assert request._raw_request is not None
+        self.store.add_listener(listener)
+        self._watch_queues.add(queue)
+        try:
+            await response.prepare(request._raw_request)
+            for kind, obj in backlog:
+                await response.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+            if backlog and backlog[0][0] == "ERROR":
+                return response
+            timeout = float(params["timeoutSeconds"]) if params.get("timeoutSeconds") else None
+            deadline = time.monotonic() + timeout if timeout else None
+            bookmarks = params.get("allowWatchBookmarks") in ("true", "1")
+            while True:
+                wait = self.bookmark_interval if bookmarks else 3600.0
+                if deadline is not None:
+                    wait = min(wait, max(0.0, deadline - time.monotonic()))
+                try:
+                    event = await asyncio.wait_for(queue.get(), wait)
+                except TimeoutError:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        break
+                    if bookmarks:
+                        mark = {"kind": rt.kind, "apiVersion": rt.api_version,
+                                "metadata": {"resourceVersion": str(self.store.resource_version)}}
+                        await response.write(json.dumps({"type": "BOOKMARK", "object": mark}).encode() + b"\n")
+                    continue
+                if event is _STOP:
+                    break
+                if event.resource_version <= last or (ns and event.namespace != ns) or not matches(event.object):
+                    continue
+                await response.write(json.dumps({"type": event.type, "object": event.object}).encode() + b"\n")
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self.store.remove_listener(listener)
+            self._watch_queues.discard(queue)
+        try:
+            await response.write_eof()
+        except ConnectionResetError:
+            pass
+        return response
+
+    @staticmethod
+    def _matcher(params: Any) -> Callable[[dict[str, Any]], bool]:
+        labels = label_selector(params.get("labelSelector"))
+        fields = field_selector(params.get("fieldSelector"))
+        return lambda obj: labels(obj) and fields(obj)
+
+    @staticmethod
+    def _wants_table(request: kmock.Request) -> bool:
+        return "as=Table" in request.headers.get("Accept", "")
+
+    @staticmethod
+    def _error(exc: errors.ApiError) -> aiohttp.web.Response:
+        return aiohttp.web.json_response(exc.status(), status=exc.code)
+
+
+def _not_found() -> kmock.KubernetesError:
+    return kmock.KubernetesError(
+        status=404,
+        reason="NotFound",
+        message="the server could not find the requested resource",
+        details={"causes": [{"reason": "UnexpectedServerResponse", "message": "404 page not found"}]},
+    )

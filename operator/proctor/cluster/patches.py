@@ -1,0 +1,77 @@
+"""The three patch formats kubectl and kopf send: JSON merge, JSON patch, strategic merge.
+
+Strategic merge patch is approximated: JSON merge semantics, except that lists of objects keyed by
+`name` (containers, env, volumes, ports...) merge element by element, `$patch: delete` removes an
+element, and the other `$` directives kubectl adds are dropped. That covers what kubectl apply
+sends for the built-in objects Proctor uses; server-side apply is not supported.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import jsonpatch
+
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+
+
+class PatchError(ValueError):
+    """A patch that cannot be applied; becomes a 422 (bad JSON patch) or 415 (unknown type)."""
+
+
+def apply_patch(target: dict[str, Any], patch: Any, content_type: str) -> dict[str, Any]:
+    """`target` with `patch` applied; `target` itself is not modified."""
+    kind = content_type.split(";")[0].strip().lower()
+    if kind == MERGE_PATCH:
+        return _merge(copy.deepcopy(target), patch, strategic=False)
+    if kind == STRATEGIC_MERGE_PATCH:
+        return _merge(copy.deepcopy(target), patch, strategic=True)
+    if kind == JSON_PATCH:
+        try:
+            result: dict[str, Any] = jsonpatch.apply_patch(target, patch)
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
+            raise PatchError(f"the JSON patch cannot be applied: {exc}") from None
+        return result
+    raise PatchError(
+        f"unsupported patch type {content_type!r}: use {MERGE_PATCH}, {JSON_PATCH} or "
+        f"{STRATEGIC_MERGE_PATCH} (server-side apply is not emulated)"
+    )
+
+
+def _merge(target: Any, patch: Any, strategic: bool) -> Any:
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    if not isinstance(target, dict):
+        target = {}
+    for key, value in patch.items():
+        if strategic and key.startswith("$"):
+            continue
+        if value is None:
+            target.pop(key, None)
+        elif strategic and _keyed_list(value) and _keyed_list(target.get(key)):
+            target[key] = _merge_by_name(target[key], value)
+        else:
+            target[key] = _merge(target.get(key), value, strategic)
+    return target
+
+
+def _keyed_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, dict) and "name" in v for v in value)
+
+
+def _merge_by_name(current: list[dict[str, Any]], patch: list[dict[str, Any]]) -> list[Any]:
+    merged = {item["name"]: item for item in current}
+    order = [item["name"] for item in current]
+    for item in patch:
+        name = item["name"]
+        if item.get("$patch") == "delete":
+            merged.pop(name, None)
+            continue
+        merged[name] = _merge(merged.get(name, {}), item, strategic=True)
+        if name not in order:
+            order.append(name)
+    return [merged[name] for name in order if name in merged]

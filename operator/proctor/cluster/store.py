@@ -1,0 +1,559 @@
+"""The emulated API server's state and write semantics, without any HTTP.
+
+Everything the real server does to an object on the way in lives here: uid, a monotonic
+resourceVersion per write, generation bumped on spec changes only, creationTimestamp, optimistic
+concurrency, the status subresource split, finalizers and deletionTimestamp, ownerReference garbage
+collection (background, foreground, orphan), namespace termination, CRD registration, CR admission
+(pruning, defaults, schema, CEL) and a bounded event history for watches (410 Gone when too old).
+
+It is synchronous and single-threaded on purpose: the HTTP layer calls it from one event loop, so
+every write is atomic and events come out in resourceVersion order.
+"""
+
+from __future__ import annotations
+
+import copy
+import secrets
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from proctor.cluster import crvalidation, errors
+from proctor.cluster.catalog import BUILTINS, ResourceType, from_crd
+from proctor.cluster.patches import PatchError, apply_patch
+from proctor.cluster.selectors import Predicate
+
+Object = dict[str, Any]
+DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the real server's: no vowels, no look-alikes
+_NOT_SPEC = {"metadata", "status", "apiVersion", "kind"}
+FOREGROUND = "foregroundDeletion"
+ORPHAN = "orphan"
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """One change, as a watch stream delivers it."""
+
+    resource_version: int
+    type: str  # ADDED, MODIFIED, DELETED
+    key: tuple[str, str]  # (group, plural)
+    namespace: str
+    object: Object
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Store:
+    """Objects of every served resource, and what happens when they change."""
+
+    def __init__(self, history: int = 10_000) -> None:
+        self._types: dict[tuple[str, str, str], ResourceType] = {}
+        self._objects: dict[tuple[str, str], dict[tuple[str, str], Object]] = {}
+        self._rv = 0
+        self._history: deque[WatchEvent] = deque()
+        self._history_limit = history
+        self._compacted_rv = 0
+        self._listeners: list[Callable[[WatchEvent], None]] = []
+        for rt in BUILTINS:
+            self._register(rt)
+        namespaces = self.type("", "v1", "namespaces")
+        for name in DEFAULT_NAMESPACES:
+            self.create(namespaces, "", {"metadata": {"name": name}})
+
+    # ---- resource types ----------------------------------------------------------------------
+
+    def types(self) -> list[ResourceType]:
+        return list(self._types.values())
+
+    def type(self, group: str, version: str, plural: str) -> ResourceType:
+        rt = self._types.get((group, version, plural))
+        if rt is None:
+            where = f"{group}/{version}" if group else version
+            raise errors.ApiError(
+                404,
+                "NotFound",
+                f"the server could not find the requested resource ({where} {plural})",
+            )
+        return rt
+
+    def _register(self, rt: ResourceType) -> None:
+        self._types[(rt.group, rt.version, rt.plural)] = rt
+        self._objects.setdefault(rt.key, {})
+
+    # ---- reads -------------------------------------------------------------------------------
+
+    @property
+    def resource_version(self) -> int:
+        return self._rv
+
+    def get(self, rt: ResourceType, namespace: str, name: str) -> Object:
+        obj = self._objects[rt.key].get((self._ns(rt, namespace), name))
+        if obj is None:
+            raise errors.not_found(rt, name)
+        return self._view(rt, obj)
+
+    def list(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        matches: Predicate = lambda obj: True,
+    ) -> list[Object]:
+        """Objects of `rt` in `namespace` ("" = all namespaces), oldest name first."""
+        items = [
+            self._view(rt, obj)
+            for (ns, _), obj in sorted(self._objects[rt.key].items())
+            if (not namespace or ns == namespace) and matches(obj)
+        ]
+        return items
+
+    def events_since(self, rt: ResourceType, resource_version: int) -> list[WatchEvent]:
+        """Changes of `rt` after `resource_version`; 410 Gone if history no longer reaches it."""
+        if resource_version < self._compacted_rv:
+            raise errors.gone(
+                f"too old resource version: {resource_version} ({self._compacted_rv})"
+            )
+        return [
+            event
+            for event in self._history
+            if event.resource_version > resource_version and event.key == rt.key
+        ]
+
+    def add_listener(self, listener: Callable[[WatchEvent], None]) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[WatchEvent], None]) -> None:
+        self._listeners.remove(listener)
+
+    def compact(self) -> None:
+        """Forget all history, as etcd compaction does; older watches then get 410 Gone."""
+        self._compacted_rv = self._rv
+        self._history.clear()
+
+    # ---- writes ------------------------------------------------------------------------------
+
+    def create(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        body: Object,
+        *,
+        dry_run: bool = False,
+        strict: bool = False,
+    ) -> Object:
+        obj = copy.deepcopy(body)
+        meta = obj.setdefault("metadata", {})
+        ns = self._ns(rt, namespace or meta.get("namespace", ""))
+        if rt.namespaced:
+            self._check_namespace(rt, ns, meta.get("name", ""))
+            meta["namespace"] = ns
+        else:
+            meta.pop("namespace", None)
+        if not meta.get("name"):
+            prefix = meta.get("generateName")
+            if not prefix:
+                raise errors.invalid(
+                    rt,
+                    "",
+                    [
+                        {
+                            "reason": "FieldValueRequired",
+                            "message": "name or generateName is required",
+                            "field": "metadata.name",
+                        }
+                    ],
+                )
+            meta["name"] = prefix + "".join(secrets.choice(_NAME_ALPHABET) for _ in range(5))
+        name = meta["name"]
+        if (ns, name) in self._objects[rt.key]:
+            raise errors.already_exists(rt, name)
+        obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
+        if rt.has_status:
+            obj.pop("status", None)  # status is written through /status only
+        self._initial_status(rt, obj)
+        for key in (
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "generation",
+        ):
+            meta.pop(key, None)
+        meta.update(uid=str(uuid.uuid4()), creationTimestamp=now_rfc3339(), generation=1)
+        self._admit(rt, obj, None, strict)
+        if dry_run:
+            return obj
+        self._commit(rt, ns, name, obj, "ADDED")
+        return self._view(rt, obj)
+
+    def update(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        body: Object,
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+        strict: bool = False,
+    ) -> Object:
+        old = self._stored(rt, namespace, name)
+        sent_rv = body.get("metadata", {}).get("resourceVersion")
+        if sent_rv and sent_rv != old["metadata"]["resourceVersion"]:
+            raise errors.conflict(rt, name)
+        new = self._merge_subresource(rt, old, copy.deepcopy(body), subresource)
+        return self._write(rt, old, new, dry_run=dry_run, strict=strict)
+
+    def patch(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        patch: Any,
+        content_type: str,
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+        strict: bool = False,
+    ) -> Object:
+        old = self._stored(rt, namespace, name)
+        try:
+            patched = apply_patch(old, patch, content_type)
+        except PatchError as exc:
+            code = 415 if "unsupported patch type" in str(exc) else 422
+            raise errors.ApiError(
+                code, "UnsupportedMediaType" if code == 415 else "Invalid", str(exc)
+            ) from None
+        sent_rv = (
+            (patch.get("metadata") or {}).get("resourceVersion")
+            if isinstance(patch, dict)
+            else None
+        )
+        if sent_rv and sent_rv != old["metadata"]["resourceVersion"]:
+            raise errors.conflict(rt, name)
+        new = self._merge_subresource(rt, old, patched, subresource)
+        return self._write(rt, old, new, dry_run=dry_run, strict=strict)
+
+    def delete(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        *,
+        propagation: str | None = None,
+        dry_run: bool = False,
+    ) -> Object:
+        obj = self._stored(rt, namespace, name)
+        if dry_run:
+            return self._view(rt, obj)
+        policy = (propagation or self._default_propagation(rt)).lower()
+        meta = obj["metadata"]
+        if rt.key == ("", "namespaces"):
+            return self._terminate_namespace(rt, obj)
+        finalizers = list(meta.get("finalizers") or [])
+        if policy == "foreground" and self._dependents(meta["uid"]):
+            if FOREGROUND not in finalizers:
+                finalizers.append(FOREGROUND)
+        if finalizers:
+            if meta.get("deletionTimestamp") and meta.get("finalizers") == finalizers:
+                return self._view(rt, obj)
+            updated = copy.deepcopy(obj)
+            updated["metadata"].update(
+                finalizers=finalizers, deletionTimestamp=now_rfc3339(), deletionGracePeriodSeconds=0
+            )
+            self._commit(rt, self._ns(rt, namespace), name, updated, "MODIFIED")
+            if policy == "foreground":
+                for dep_rt, dep in self._dependents(meta["uid"]):
+                    self._delete_quietly(dep_rt, dep, "background")
+            self._settle()
+            return self._view(rt, updated)
+        self._remove(rt, obj, policy)
+        return self._view(rt, obj)
+
+    # ---- internals ---------------------------------------------------------------------------
+
+    def _write(
+        self, rt: ResourceType, old: Object, new: Object, *, dry_run: bool, strict: bool
+    ) -> Object:
+        meta, old_meta = new.setdefault("metadata", {}), old["metadata"]
+        for key in (
+            "uid",
+            "creationTimestamp",
+            "name",
+            "namespace",
+            "deletionTimestamp",
+            "generation",
+        ):
+            if key in old_meta:
+                meta[key] = old_meta[key]
+            else:
+                meta.pop(key, None)
+        new["apiVersion"], new["kind"] = rt.api_version, rt.kind
+        if self._spec_of(new) != self._spec_of(old):
+            meta["generation"] = old_meta.get("generation", 1) + 1
+        self._admit(rt, new, old, strict)
+        if dry_run:
+            return new
+        if new == old:
+            return self._view(rt, old)  # a no-op write keeps its resourceVersion, as the real one
+        ns = self._ns(rt, meta.get("namespace", ""))
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            self._remove(rt, new, "background")
+            return self._view(rt, new)
+        self._commit(rt, ns, meta["name"], new, "MODIFIED")
+        self._settle()
+        return self._view(rt, new)
+
+    def _merge_subresource(
+        self, rt: ResourceType, old: Object, new: Object, subresource: str | None
+    ) -> Object:
+        if subresource == "status":
+            merged = copy.deepcopy(old)
+            if "status" in new:
+                merged["status"] = new["status"]
+            else:
+                merged.pop("status", None)
+            return merged
+        if subresource is not None:
+            raise errors.ApiError(
+                405, "MethodNotAllowed", f"the subresource {subresource!r} cannot be written"
+            )
+        if rt.has_status:
+            if "status" in old:
+                new["status"] = copy.deepcopy(old["status"])
+            else:
+                new.pop("status", None)
+        return new
+
+    def _admit(self, rt: ResourceType, obj: Object, old: Object | None, strict: bool) -> None:
+        if rt.schema is None:
+            if rt.key == ("apiextensions.k8s.io", "customresourcedefinitions"):
+                self._check_crd(rt, obj)
+            return
+        name = obj["metadata"].get("name", "")
+        dropped = crvalidation.prune_and_default(rt.schema, obj)
+        if dropped and strict:
+            listed = ", ".join(f'unknown field "{path}"' for path in dropped)
+            raise errors.bad_request(
+                f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
+                f"strict decoding error: {listed}"
+            )
+        causes = crvalidation.validate(rt.schema, obj, old)
+        if causes:
+            raise errors.invalid(rt, name, [c.to_dict() for c in causes])
+
+    def _check_crd(self, rt: ResourceType, crd: Object) -> None:
+        spec = crd.get("spec") or {}
+        names = spec.get("names") or {}
+        expected = f"{names.get('plural')}.{spec.get('group')}"
+        if crd["metadata"].get("name") != expected:
+            raise errors.invalid(
+                rt,
+                crd["metadata"].get("name", ""),
+                [
+                    {
+                        "reason": "FieldValueInvalid",
+                        "field": "metadata.name",
+                        "message": f'Invalid value: "{crd["metadata"].get("name")}": must be spec.names.plural+"."+spec.group',
+                    }
+                ],
+            )
+
+    def _initial_status(self, rt: ResourceType, obj: Object) -> None:
+        if rt.key == ("", "pods"):
+            obj["status"] = {"phase": "Pending"}
+        elif rt.key == ("", "namespaces"):
+            obj["status"] = {"phase": "Active"}
+        elif rt.key == ("apiextensions.k8s.io", "customresourcedefinitions"):
+            names = obj.get("spec", {}).get("names", {})
+            conditions = [
+                {
+                    "type": t,
+                    "status": "True",
+                    "reason": r,
+                    "message": m,
+                    "lastTransitionTime": now_rfc3339(),
+                }
+                for t, r, m in (
+                    ("NamesAccepted", "NoConflicts", "no conflicts found"),
+                    ("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+                )
+            ]
+            obj["status"] = {
+                "acceptedNames": names,
+                "conditions": conditions,
+                "storedVersions": [
+                    v["name"] for v in obj.get("spec", {}).get("versions", []) if v.get("storage")
+                ],
+            }
+
+    def _commit(self, rt: ResourceType, namespace: str, name: str, obj: Object, kind: str) -> None:
+        self._rv += 1
+        obj["metadata"]["resourceVersion"] = str(self._rv)
+        self._objects[rt.key][(namespace, name)] = obj
+        self._emit(WatchEvent(self._rv, kind, rt.key, namespace, copy.deepcopy(obj)))
+        if rt.key == ("apiextensions.k8s.io", "customresourcedefinitions"):
+            for served in from_crd(obj):
+                self._register(served)
+
+    def _remove(self, rt: ResourceType, obj: Object, policy: str) -> None:
+        meta = obj["metadata"]
+        ns = self._ns(rt, meta.get("namespace", ""))
+        if self._objects[rt.key].pop((ns, meta["name"]), None) is None:
+            return
+        self._rv += 1
+        final = copy.deepcopy(obj)
+        final["metadata"]["resourceVersion"] = str(self._rv)
+        self._emit(WatchEvent(self._rv, "DELETED", rt.key, ns, final))
+        if rt.key == ("apiextensions.k8s.io", "customresourcedefinitions"):
+            self._unregister_crd(obj)
+        for dep_rt, dep in self._dependents(meta["uid"]):
+            if policy == ORPHAN:
+                self._orphan(dep_rt, dep, meta["uid"])
+            else:
+                self._delete_quietly(dep_rt, dep, "background")
+        self._settle()
+
+    def _unregister_crd(self, crd: Object) -> None:
+        for served in from_crd(crd):
+            for obj in list(self._objects.get(served.key, {}).values()):
+                self._remove(served, obj, "background")
+            self._types.pop((served.group, served.version, served.plural), None)
+        spec = crd.get("spec", {})
+        self._objects.pop((spec.get("group", ""), spec.get("names", {}).get("plural", "")), None)
+
+    def _dependents(self, uid: str) -> list[tuple[ResourceType, Object]]:
+        found = []
+        for rt in self._unique_types():
+            for obj in self._objects[rt.key].values():
+                refs = obj["metadata"].get("ownerReferences") or []
+                if any(ref.get("uid") == uid for ref in refs):
+                    found.append((rt, obj))
+        return found
+
+    def _orphan(self, rt: ResourceType, obj: Object, owner_uid: str) -> None:
+        updated = copy.deepcopy(obj)
+        refs = [
+            r for r in updated["metadata"].get("ownerReferences", []) if r.get("uid") != owner_uid
+        ]
+        updated["metadata"]["ownerReferences"] = refs
+        ns = self._ns(rt, updated["metadata"].get("namespace", ""))
+        self._commit(rt, ns, updated["metadata"]["name"], updated, "MODIFIED")
+
+    def _delete_quietly(self, rt: ResourceType, obj: Object, policy: str) -> None:
+        meta = obj["metadata"]
+        try:
+            self.delete(rt, meta.get("namespace", ""), meta["name"], propagation=policy)
+        except errors.ApiError:
+            pass  # already gone: another path of the cascade removed it
+
+    def _settle(self) -> None:
+        """Finish foreground deletions whose dependents are gone, and terminating namespaces
+        that are empty."""
+        for rt in self._unique_types():
+            for obj in list(self._objects[rt.key].values()):
+                meta = obj["metadata"]
+                if FOREGROUND in (meta.get("finalizers") or []) and not self._dependents(
+                    meta["uid"]
+                ):
+                    finalizers = [f for f in meta["finalizers"] if f != FOREGROUND]
+                    updated = copy.deepcopy(obj)
+                    updated["metadata"]["finalizers"] = finalizers
+                    if finalizers:
+                        self._commit(
+                            rt,
+                            self._ns(rt, meta.get("namespace", "")),
+                            meta["name"],
+                            updated,
+                            "MODIFIED",
+                        )
+                    else:
+                        self._remove(rt, updated, "background")
+        namespaces = self.type("", "v1", "namespaces")
+        for obj in list(self._objects[namespaces.key].values()):
+            if obj["metadata"].get("deletionTimestamp") and not self._in_namespace(
+                obj["metadata"]["name"]
+            ):
+                self._remove(namespaces, obj, "background")
+
+    def _terminate_namespace(self, rt: ResourceType, obj: Object) -> Object:
+        name = obj["metadata"]["name"]
+        if not obj["metadata"].get("deletionTimestamp"):
+            updated = copy.deepcopy(obj)
+            updated["metadata"]["deletionTimestamp"] = now_rfc3339()
+            updated["status"] = {"phase": "Terminating"}
+            self._commit(rt, "", name, updated, "MODIFIED")
+            obj = updated
+        for inner_rt, inner in self._in_namespace(name):
+            self._delete_quietly(inner_rt, inner, "background")
+        self._settle()
+        return self._view(rt, obj)
+
+    def _in_namespace(self, namespace: str) -> list[tuple[ResourceType, Object]]:
+        return [
+            (rt, obj)
+            for rt in self._unique_types()
+            if rt.namespaced
+            for (ns, _), obj in self._objects[rt.key].items()
+            if ns == namespace
+        ]
+
+    def _check_namespace(self, rt: ResourceType, namespace: str, name: str) -> None:
+        ns = self._objects[("", "namespaces")].get(("", namespace))
+        if ns is None:
+            raise errors.ApiError(
+                404,
+                "NotFound",
+                f'namespaces "{namespace}" not found',
+                {"name": namespace, "kind": "namespaces"},
+            )
+        if ns["metadata"].get("deletionTimestamp"):
+            raise errors.forbidden(
+                rt,
+                name,
+                f"unable to create new content in namespace {namespace} because it is being terminated",
+            )
+
+    def _unique_types(self) -> Iterator[ResourceType]:
+        seen = set()
+        for rt in list(self._types.values()):
+            if rt.key not in seen:
+                seen.add(rt.key)
+                yield rt
+
+    def _stored(self, rt: ResourceType, namespace: str, name: str) -> Object:
+        obj = self._objects[rt.key].get((self._ns(rt, namespace), name))
+        if obj is None:
+            raise errors.not_found(rt, name)
+        return copy.deepcopy(obj)
+
+    def _emit(self, event: WatchEvent) -> None:
+        self._history.append(event)
+        while len(self._history) > self._history_limit:
+            self._compacted_rv = self._history.popleft().resource_version
+        for listener in list(self._listeners):
+            listener(event)
+
+    @staticmethod
+    def _ns(rt: ResourceType, namespace: str) -> str:
+        return namespace if rt.namespaced else ""
+
+    @staticmethod
+    def _spec_of(obj: Object) -> Object:
+        return {k: v for k, v in obj.items() if k not in _NOT_SPEC}
+
+    @staticmethod
+    def _default_propagation(rt: ResourceType) -> str:
+        # batch/v1 Jobs orphan their pods by default through the API; kubectl asks for background.
+        return ORPHAN if rt.key == ("batch", "jobs") else "background"
+
+    @staticmethod
+    def _view(rt: ResourceType, obj: Object) -> Object:
+        view = copy.deepcopy(obj)
+        view["apiVersion"], view["kind"] = rt.api_version, rt.kind
+        return view
