@@ -28,8 +28,14 @@ from proctor.cluster.catalog import ResourceType
 from proctor.cluster.selectors import SelectorError, field_selector, label_selector
 from proctor.cluster.store import Store, WatchEvent
 
-SERVER_VERSION = {"major": "1", "minor": "37", "gitVersion": "v1.37.0-proctor-emulated",
-                  "platform": "linux/amd64", "goVersion": "n/a", "compiler": "n/a"}
+SERVER_VERSION = {
+    "major": "1",
+    "minor": "37",
+    "gitVersion": "v1.37.0-proctor-emulated",
+    "platform": "linux/amd64",
+    "goVersion": "n/a",
+    "compiler": "n/a",
+}
 _STOP = object()
 # (namespace, pod, container) -> (log text so far, whether the container has finished)
 LogSource = Callable[[str, str, str | None], tuple[str, bool]]
@@ -90,6 +96,15 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
             return await self._serve(request)
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        content_type = raw_request.headers.get("Content-Type", "")
+        if "protobuf" in content_type or "cbor" in content_type:
+            # Only JSON is spoken here; client-go answers a 415 by sending JSON instead.
+            unsupported = errors.ApiError(
+                415,
+                "UnsupportedMediaType",
+                f"the emulated API server reads JSON, not {content_type}",
+            )
+            return self._error(unsupported)
         try:
             kmock_parsing.parse_path(raw_request.path)
         except ValueError:
@@ -144,7 +159,9 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
         return {
             "kind": "APIGroupList",
             "apiVersion": "v1",
-            "groups": [self._group(g) for g in sorted({rt.group for rt in self.store.types()} - {""})],
+            "groups": [
+                self._group(g) for g in sorted({rt.group for rt in self.store.types()} - {""})
+            ],
         }
 
     async def _serve_group(self, request: kmock.Request) -> Any:
@@ -161,18 +178,35 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
             raise _not_found()
         resources = []
         for rt in sorted(types, key=lambda t: t.plural):
-            resources.append({
-                "name": rt.plural, "singularName": rt.singular, "namespaced": rt.namespaced,
-                "kind": rt.kind, "verbs": list(rt.verbs), "shortNames": list(rt.short_names),
-                "categories": list(rt.categories),
-            })
+            resources.append(
+                {
+                    "name": rt.plural,
+                    "singularName": rt.singular,
+                    "namespaced": rt.namespaced,
+                    "kind": rt.kind,
+                    "verbs": list(rt.verbs),
+                    "shortNames": list(rt.short_names),
+                    "categories": list(rt.categories),
+                }
+            )
             for sub in rt.subresources:
                 verbs = ["get"] if sub == "log" else ["get", "patch", "update"]
                 kind = "Pod" if sub == "log" else rt.kind
-                resources.append({"name": f"{rt.plural}/{sub}", "singularName": "",
-                                  "namespaced": rt.namespaced, "kind": kind, "verbs": verbs})
-        return {"kind": "APIResourceList", "apiVersion": "v1",
-                "groupVersion": f"{group}/{version}" if group else version, "resources": resources}
+                resources.append(
+                    {
+                        "name": f"{rt.plural}/{sub}",
+                        "singularName": "",
+                        "namespaced": rt.namespaced,
+                        "kind": kind,
+                        "verbs": verbs,
+                    }
+                )
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": f"{group}/{version}" if group else version,
+            "resources": resources,
+        }
 
     def _group(self, group: str) -> dict[str, Any]:
         versions = sorted({rt.version for rt in self.store.types() if rt.group == group})
@@ -201,12 +235,18 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
         if path.rstrip("/") == "/openapi/v3":
             return aiohttp.web.json_response(openapi.group_version_paths(types))
         gv = path.removeprefix("/openapi/v3/").strip("/")
-        selected = [rt for rt in types if (f"apis/{rt.group}/{rt.version}" if rt.group else f"api/{rt.version}") == gv]
+        selected = [
+            rt
+            for rt in types
+            if (f"apis/{rt.group}/{rt.version}" if rt.group else f"api/{rt.version}") == gv
+        ]
         if not selected:
             return self._error(errors.ApiError(404, "NotFound", f"no OpenAPI document for {gv}"))
         return aiohttp.web.json_response(openapi.group_version_document(selected))
 
-    async def _serve_resource(self, request: kmock.Request, route: Route) -> aiohttp.web.StreamResponse:
+    async def _serve_resource(
+        self, request: kmock.Request, route: Route
+    ) -> aiohttp.web.StreamResponse:
         rt = self.store.type(route.group, route.version, route.plural)
         params = request.params
         method = str(getattr(request.method, "value", request.method)).upper()
@@ -224,14 +264,28 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
             items = self.store.list(rt, ns, matches)
             rv = str(self.store.resource_version)
             if self._wants_table(request):
-                return aiohttp.web.json_response(tables.table(rt, items, rv, params.get("includeObject", "Metadata")))
+                return aiohttp.web.json_response(
+                    tables.table(rt, items, rv, params.get("includeObject", "Metadata"))
+                )
             return aiohttp.web.json_response(
-                {"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": {"resourceVersion": rv}, "items": items}
+                {
+                    "kind": f"{rt.kind}List",
+                    "apiVersion": rt.api_version,
+                    "metadata": {"resourceVersion": rv},
+                    "items": items,
+                }
             )
         if method == "GET":
             obj = self.store.get(rt, ns, route.name or "")
             if self._wants_table(request):
-                return aiohttp.web.json_response(tables.table(rt, [obj], obj["metadata"]["resourceVersion"], params.get("includeObject", "Metadata")))
+                return aiohttp.web.json_response(
+                    tables.table(
+                        rt,
+                        [obj],
+                        obj["metadata"]["resourceVersion"],
+                        params.get("includeObject", "Metadata"),
+                    )
+                )
             return aiohttp.web.json_response(obj)
         body = request.data if isinstance(request.data, dict | list) else None
         if method == "POST" and route.name is None:
@@ -239,19 +293,40 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
                 raise errors.bad_request("the request body must be a JSON object")
             sent_ns = body.get("metadata", {}).get("namespace")
             if ns and sent_ns and sent_ns != ns:
-                raise errors.bad_request("the namespace of the provided object does not match the namespace sent on the request")
+                raise errors.bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
             created = self.store.create(rt, ns, body, dry_run=dry_run, strict=strict)
             return aiohttp.web.json_response(created, status=201)
         if method == "PUT" and route.name:
             if not isinstance(body, dict):
                 raise errors.bad_request("the request body must be a JSON object")
             if body.get("metadata", {}).get("name", route.name) != route.name:
-                raise errors.bad_request("the name of the object does not match the name on the URL")
-            updated = self.store.update(rt, ns, route.name, body, subresource=route.subresource, dry_run=dry_run, strict=strict)
+                raise errors.bad_request(
+                    "the name of the object does not match the name on the URL"
+                )
+            updated = self.store.update(
+                rt,
+                ns,
+                route.name,
+                body,
+                subresource=route.subresource,
+                dry_run=dry_run,
+                strict=strict,
+            )
             return aiohttp.web.json_response(updated)
         if method == "PATCH" and route.name:
             content_type = request.headers.get("Content-Type", "application/merge-patch+json")
-            patched = self.store.patch(rt, ns, route.name, body, content_type, subresource=route.subresource, dry_run=dry_run, strict=strict)
+            patched = self.store.patch(
+                rt,
+                ns,
+                route.name,
+                body,
+                content_type,
+                subresource=route.subresource,
+                dry_run=dry_run,
+                strict=strict,
+            )
             return aiohttp.web.json_response(patched)
         if method == "DELETE":
             options = body if isinstance(body, dict) else {}
@@ -262,23 +337,42 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
                 return aiohttp.web.json_response(deleted)
             doomed = self.store.list(rt, ns, self._matcher(params))
             for obj in doomed:
-                self.store.delete(rt, obj["metadata"].get("namespace", ""), obj["metadata"]["name"], propagation=policy, dry_run=dry_run)
-            return aiohttp.web.json_response({"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": {}, "items": doomed})
-        raise errors.ApiError(405, "MethodNotAllowed", f"the server does not allow {method} on this resource")
+                self.store.delete(
+                    rt,
+                    obj["metadata"].get("namespace", ""),
+                    obj["metadata"]["name"],
+                    propagation=policy,
+                    dry_run=dry_run,
+                )
+            return aiohttp.web.json_response(
+                {
+                    "kind": f"{rt.kind}List",
+                    "apiVersion": rt.api_version,
+                    "metadata": {},
+                    "items": doomed,
+                }
+            )
+        raise errors.ApiError(
+            405, "MethodNotAllowed", f"the server does not allow {method} on this resource"
+        )
 
-    async def _serve_log(self, request: kmock.Request, ns: str, pod: str) -> aiohttp.web.StreamResponse:
+    async def _serve_log(
+        self, request: kmock.Request, ns: str, pod: str
+    ) -> aiohttp.web.StreamResponse:
         pods = self.store.type("", "v1", "pods")
         obj = self.store.get(pods, ns, pod)
         container = request.params.get("container")
         if container is None and len(obj.get("spec", {}).get("containers") or []) == 1:
             container = obj["spec"]["containers"][0]["name"]
         if self.log_source is None:
-            raise errors.bad_request(f'container "{container}" in pod "{pod}" has no logs: no pod runner')
+            raise errors.bad_request(
+                f'container "{container}" in pod "{pod}" has no logs: no pod runner'
+            )
         text, finished = self.log_source(ns, pod, container)
         tail = request.params.get("tailLines")
         if request.params.get("follow") not in ("true", "1") or finished:
             if tail is not None:
-                text = "".join(text.splitlines(keepends=True)[-int(tail):])
+                text = "".join(text.splitlines(keepends=True)[-int(tail) :])
             return aiohttp.web.Response(text=text, content_type="text/plain")
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "text/plain"})
         assert request._raw_request is not None
@@ -295,7 +389,13 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
         await response.write_eof()
         return response
 
-    async def _watch(self, request: kmock.Request, rt: ResourceType, ns: str, matches: Callable[[dict[str, Any]], bool]) -> aiohttp.web.StreamResponse:
+    async def _watch(
+        self,
+        request: kmock.Request,
+        rt: ResourceType,
+        ns: str,
+        matches: Callable[[dict[str, Any]], bool],
+    ) -> aiohttp.web.StreamResponse:
         params = request.params
         queue: asyncio.Queue[Any] = asyncio.Queue()
 
@@ -304,8 +404,9 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
                 queue.put_nowait(event)
 
         rv_param = params.get("resourceVersion") or "0"
+        initial_events = params.get("sendInitialEvents") == "true"
         backlog: list[tuple[str, dict[str, Any]]]
-        if rv_param == "0":
+        if rv_param == "0" or initial_events:
             backlog = [("ADDED", obj) for obj in self.store.list(rt, ns, matches)]
             last = self.store.resource_version
         else:
@@ -317,7 +418,11 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
                 backlog, last = [("ERROR", exc.status())], self.store.resource_version
                 events = None
             if events is not None:
-                backlog = [(e.type, e.object) for e in events if (not ns or e.namespace == ns) and matches(e.object)]
+                backlog = [
+                    (e.type, e.object)
+                    for e in events
+                    if (not ns or e.namespace == ns) and matches(e.object)
+                ]
                 last = self.store.resource_version
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
         assert request._raw_request is not None
@@ -325,10 +430,37 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
         self._watch_queues.add(queue)
         try:
             await response.prepare(request._raw_request)
-            for kind, obj in backlog:
+            as_table = self._wants_table(request)
+            include = params.get("includeObject", "Metadata")
+            first_table = True
+
+            async def send(kind: str, obj: dict[str, Any]) -> None:
+                nonlocal first_table
+                if as_table and kind in ("ADDED", "MODIFIED", "DELETED"):
+                    rv = obj["metadata"].get("resourceVersion", "")
+                    obj = tables.table(rt, [obj], rv, include)
+                    if not first_table:
+                        obj["columnDefinitions"] = []  # sent once, as the real server does
+                    first_table = False
                 await response.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+
+            for kind, obj in backlog:
+                await send(kind, obj)
             if backlog and backlog[0][0] == "ERROR":
                 return response
+            if initial_events:
+                # A streaming list (sendInitialEvents) ends its snapshot with this bookmark.
+                end = {
+                    "kind": rt.kind,
+                    "apiVersion": rt.api_version,
+                    "metadata": {
+                        "resourceVersion": str(last),
+                        "annotations": {"k8s.io/initial-events-end": "true"},
+                    },
+                }
+                await response.write(
+                    json.dumps({"type": "BOOKMARK", "object": end}).encode() + b"\n"
+                )
             timeout = float(params["timeoutSeconds"]) if params.get("timeoutSeconds") else None
             deadline = time.monotonic() + timeout if timeout else None
             bookmarks = params.get("allowWatchBookmarks") in ("true", "1")
@@ -342,15 +474,24 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
                     if deadline is not None and time.monotonic() >= deadline:
                         break
                     if bookmarks:
-                        mark = {"kind": rt.kind, "apiVersion": rt.api_version,
-                                "metadata": {"resourceVersion": str(self.store.resource_version)}}
-                        await response.write(json.dumps({"type": "BOOKMARK", "object": mark}).encode() + b"\n")
+                        mark = {
+                            "kind": rt.kind,
+                            "apiVersion": rt.api_version,
+                            "metadata": {"resourceVersion": str(self.store.resource_version)},
+                        }
+                        await response.write(
+                            json.dumps({"type": "BOOKMARK", "object": mark}).encode() + b"\n"
+                        )
                     continue
                 if event is _STOP:
                     break
-                if event.resource_version <= last or (ns and event.namespace != ns) or not matches(event.object):
+                if (
+                    event.resource_version <= last
+                    or (ns and event.namespace != ns)
+                    or not matches(event.object)
+                ):
                     continue
-                await response.write(json.dumps({"type": event.type, "object": event.object}).encode() + b"\n")
+                await send(event.type, event.object)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -382,5 +523,7 @@ def _not_found() -> kmock.KubernetesError:
         status=404,
         reason="NotFound",
         message="the server could not find the requested resource",
-        details={"causes": [{"reason": "UnexpectedServerResponse", "message": "404 page not found"}]},
+        details={
+            "causes": [{"reason": "UnexpectedServerResponse", "message": "404 page not found"}]
+        },
     )

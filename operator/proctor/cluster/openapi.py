@@ -33,21 +33,29 @@ def group_version_document(types: list[ResourceType]) -> dict[str, Any]:
     for rt in types:
         gvk = {"group": rt.group, "version": rt.version, "kind": rt.kind}
         name = _schema_name(rt, rt.kind)
-        schema = dict(rt.schema) if rt.schema else {
-            "type": "object",
-            "description": f"{rt.kind} (schema not carried by the emulated cluster).",
-            "x-kubernetes-preserve-unknown-fields": True,
-        }
+        schema = (
+            dict(rt.schema)
+            if rt.schema
+            else {
+                "type": "object",
+                "description": f"{rt.kind} (schema not carried by the emulated cluster).",
+                "x-kubernetes-preserve-unknown-fields": True,
+            }
+        )
         schema["x-kubernetes-group-version-kind"] = [gvk]
         schemas[name] = schema
         schemas[_schema_name(rt, rt.kind + "List")] = {
             "type": "object",
-            "properties": {"items": {"type": "array", "items": {"$ref": f"#/components/schemas/{name}"}}},
+            "properties": {
+                "items": {"type": "array", "items": {"$ref": f"#/components/schemas/{name}"}}
+            },
             "x-kubernetes-group-version-kind": [{**gvk, "kind": rt.kind + "List"}],
         }
         prefix = f"/{_gv_path(rt)}" + ("/namespaces/{namespace}" if rt.namespaced else "")
         operation = {
-            "parameters": [{"name": p, "in": "query", "schema": {"type": "string"}} for p in _QUERY],
+            "parameters": [
+                {"name": p, "in": "query", "schema": {"type": "string"}} for p in _QUERY
+            ],
             "responses": {"200": {"description": "OK"}},
             "x-kubernetes-group-version-kind": gvk,
         }

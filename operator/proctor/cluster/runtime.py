@@ -16,6 +16,7 @@ import kmock
 import yaml
 
 from proctor.cluster.apiserver import EmulatedApiServer
+from proctor.cluster.podrunner import PodRunner
 from proctor.cluster.store import Store
 
 
@@ -26,7 +27,9 @@ def kubeconfig_for(url: str, name: str = "proctor-local") -> dict[str, Any]:
         "kind": "Config",
         "clusters": [{"name": name, "cluster": {"server": url}}],
         "users": [{"name": name, "user": {}}],
-        "contexts": [{"name": name, "context": {"cluster": name, "user": name, "namespace": "default"}}],
+        "contexts": [
+            {"name": name, "context": {"cluster": name, "user": name, "namespace": "default"}}
+        ],
         "current-context": name,
         "preferences": {},
     }
@@ -42,11 +45,17 @@ class EmulatedCluster:
         kubeconfig: Path | None = None,
         store: Store | None = None,
         bookmark_interval: float = 5.0,
+        pods_dir: Path | None = None,
     ) -> None:
+        """`pods_dir` set: Jobs run, their pods as local processes under that directory."""
         self.api = EmulatedApiServer(store=store or Store(), bookmark_interval=bookmark_interval)
         self._port = port
         self._kubeconfig = kubeconfig
         self._server: kmock.Server | None = None
+        self.pods: PodRunner | None = None
+        if pods_dir is not None:
+            self.pods = PodRunner(self.api.store, pods_dir, kubeconfig=kubeconfig)
+            self.api.log_source = self.pods.log_source
 
     @property
     def store(self) -> Store:
@@ -65,6 +74,8 @@ class EmulatedCluster:
         if self._kubeconfig is not None:
             self._kubeconfig.parent.mkdir(parents=True, exist_ok=True)
             self._kubeconfig.write_text(yaml.safe_dump(kubeconfig_for(self.url), sort_keys=False))
+        if self.pods is not None:
+            await self.pods.__aenter__()
         return self
 
     async def __aexit__(
@@ -73,6 +84,8 @@ class EmulatedCluster:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self.pods is not None:
+            await self.pods.__aexit__(exc_type, exc, tb)
         await self.api.stop_watches()
         if self._server is not None:
             await self._server.__aexit__(exc_type, exc, tb)

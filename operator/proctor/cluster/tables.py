@@ -11,7 +11,12 @@ from typing import Any
 
 from proctor.cluster.catalog import ResourceType
 
-_AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp", "description": "Age"}
+_AGE = {
+    "name": "Age",
+    "type": "date",
+    "jsonPath": ".metadata.creationTimestamp",
+    "description": "Age",
+}
 _BUILTIN_COLUMNS: dict[tuple[str, str], list[dict[str, Any]]] = {
     ("", "pods"): [
         {"name": "Ready", "type": "string", "description": "Ready containers / all"},
@@ -20,14 +25,20 @@ _BUILTIN_COLUMNS: dict[tuple[str, str], list[dict[str, Any]]] = {
         _AGE,
     ],
     ("batch", "jobs"): [
-        {"name": "Status", "type": "string", "description": "Complete, Failed, Running or Suspended"},
+        {
+            "name": "Status",
+            "type": "string",
+            "description": "Complete, Failed, Running or Suspended",
+        },
         {"name": "Completions", "type": "string", "description": "Succeeded / wanted"},
         _AGE,
     ],
 }
 
 
-def table(rt: ResourceType, objects: list[dict[str, Any]], resource_version: str, include: str) -> dict[str, Any]:
+def table(
+    rt: ResourceType, objects: list[dict[str, Any]], resource_version: str, include: str
+) -> dict[str, Any]:
     """A meta.k8s.io/v1 Table of `objects`."""
     columns = list(rt.columns) if rt.columns else _BUILTIN_COLUMNS.get(rt.key, [_AGE])
     definitions = [
@@ -96,7 +107,7 @@ def json_path(obj: Any, path: str) -> Any:
 
 
 def human_age(timestamp: str) -> str:
-    """"5m", "3h12m", "2d": the way kubectl shows ages."""
+    """ "5m", "3h12m", "2d": the way kubectl shows ages."""
     then = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     seconds = max(0, int((datetime.now(UTC) - then).total_seconds()))
     if seconds < 120:

@@ -1,0 +1,213 @@
+"""The Job controller's decisions, as pure functions of a Job and its pods.
+
+`reconcile_job` says which pods to create or delete and what the Job's status becomes; the pod
+runner carries it out. Covers what Proctor relies on: completions and parallelism, Indexed Jobs
+(index annotation, hostname, JOB_COMPLETION_INDEX), backoffLimit, activeDeadlineSeconds, and
+`suspend` as Kueue uses it (a suspended Job has no pods and a Suspended condition).
+"""
+
+from __future__ import annotations
+
+import copy
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
+_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+@dataclass
+class JobDecision:
+    """What to do about one Job now."""
+
+    create: list[dict[str, Any]] = field(default_factory=list)
+    delete: list[str] = field(default_factory=list)
+    status: dict[str, Any] = field(default_factory=dict)
+
+
+def _parse(ts: str) -> datetime:
+    return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _condition(kind: str, reason: str, message: str, now: datetime) -> dict[str, Any]:
+    stamp = _stamp(now)
+    return {
+        "type": kind,
+        "status": "True",
+        "reason": reason,
+        "message": message,
+        "lastProbeTime": stamp,
+        "lastTransitionTime": stamp,
+    }
+
+
+def _finished(job: dict[str, Any]) -> bool:
+    return any(
+        c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+        for c in job.get("status", {}).get("conditions") or []
+    )
+
+
+def reconcile_job(job: dict[str, Any], pods: list[dict[str, Any]], now: datetime) -> JobDecision:
+    """The pods to create and delete and the status the Job should have, given its pods."""
+    spec, status = job.get("spec", {}), copy.deepcopy(job.get("status") or {})
+    decision = JobDecision(status=status)
+    if _finished(job):
+        return decision
+    indexed = spec.get("completionMode") == "Indexed"
+    completions = spec.get("completions", 1 if not indexed else spec.get("parallelism", 1))
+    parallelism = spec.get("parallelism", 1)
+    backoff_limit = spec.get("backoffLimit", 6)
+    active = [p for p in pods if p.get("status", {}).get("phase") in ("Pending", "Running")]
+    succeeded = [p for p in pods if p.get("status", {}).get("phase") == "Succeeded"]
+    failed = [p for p in pods if p.get("status", {}).get("phase") == "Failed"]
+    conditions = [c for c in status.get("conditions") or [] if c.get("type") != "Suspended"]
+
+    if spec.get("suspend"):
+        decision.delete = [p["metadata"]["name"] for p in active]
+        status.update(
+            active=0,
+            conditions=conditions + [_condition("Suspended", "JobSuspended", "Job suspended", now)],
+        )
+        status.pop("startTime", None)
+        return decision
+
+    status.setdefault("startTime", _stamp(now))
+    done_indexes = {_index(p) for p in succeeded} if indexed else set()
+    succeeded_count = len(done_indexes) if indexed else len(succeeded)
+    status.update(
+        active=len(active),
+        succeeded=succeeded_count,
+        failed=len(failed),
+        conditions=conditions,
+        ready=sum(1 for p in active if _ready(p)),
+    )
+    if indexed:
+        status["completedIndexes"] = ",".join(str(i) for i in sorted(done_indexes))
+
+    deadline = spec.get("activeDeadlineSeconds")
+    if deadline is not None and (now - _parse(status["startTime"])).total_seconds() >= deadline:
+        return _fail(
+            decision,
+            active,
+            "DeadlineExceeded",
+            "Job was active longer than specified deadline",
+            now,
+        )
+    if len(failed) > backoff_limit:
+        return _fail(
+            decision,
+            active,
+            "BackoffLimitExceeded",
+            "Job has reached the specified backoff limit",
+            now,
+        )
+    if succeeded_count >= completions:
+        decision.delete = [p["metadata"]["name"] for p in active]
+        status["conditions"] = conditions + [
+            _condition(
+                "SuccessCriteriaMet",
+                "CompletionsReached",
+                "Reached expected number of succeeded pods",
+                now,
+            ),
+            _condition(
+                "Complete", "CompletionsReached", "Reached expected number of succeeded pods", now
+            ),
+        ]
+        status["completionTime"] = _stamp(now)
+        status["active"] = 0
+        return decision
+
+    if indexed:
+        busy = {_index(p) for p in active} | done_indexes
+        for index in range(completions):
+            if index not in busy and len(active) + len(decision.create) < parallelism:
+                decision.create.append(_pod_for(job, index))
+    else:
+        wanted = min(parallelism, completions - succeeded_count) - len(active)
+        decision.create = [_pod_for(job, None) for _ in range(max(0, wanted))]
+    return decision
+
+
+def _fail(
+    decision: JobDecision, active: list[dict[str, Any]], reason: str, message: str, now: datetime
+) -> JobDecision:
+    decision.delete = [p["metadata"]["name"] for p in active]
+    decision.create = []
+    status = decision.status
+    status["conditions"] = (status.get("conditions") or []) + [
+        _condition("FailureTarget", reason, message, now),
+        _condition("Failed", reason, message, now),
+    ]
+    status["active"] = 0
+    return decision
+
+
+def _index(pod: dict[str, Any]) -> int:
+    return int(pod["metadata"].get("annotations", {}).get(INDEX_ANNOTATION, -1))
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in pod.get("status", {}).get("conditions") or []
+    )
+
+
+def _pod_for(job: dict[str, Any], index: int | None) -> dict[str, Any]:
+    """A pod from the Job's template, owned by the Job, as the Job controller makes it."""
+    meta, template = job["metadata"], copy.deepcopy(job["spec"]["template"])
+    pod_meta = template.get("metadata") or {}
+    suffix = "".join(secrets.choice(_ALPHABET) for _ in range(5))
+    name = f"{meta['name']}-{index}-{suffix}" if index is not None else f"{meta['name']}-{suffix}"
+    labels = {
+        **(pod_meta.get("labels") or {}),
+        "job-name": meta["name"],
+        "batch.kubernetes.io/job-name": meta["name"],
+        "controller-uid": meta["uid"],
+        "batch.kubernetes.io/controller-uid": meta["uid"],
+    }
+    annotations = dict(pod_meta.get("annotations") or {})
+    spec = template.get("spec", {})
+    if index is not None:
+        labels[INDEX_ANNOTATION] = str(index)
+        annotations[INDEX_ANNOTATION] = str(index)
+        spec["hostname"] = f"{meta['name']}-{index}"
+        for container in spec.get("containers", []) + spec.get("initContainers", []):
+            env = container.setdefault("env", [])
+            env.append(
+                {
+                    "name": "JOB_COMPLETION_INDEX",
+                    "valueFrom": {
+                        "fieldRef": {"fieldPath": f"metadata.annotations['{INDEX_ANNOTATION}']"}
+                    },
+                }
+            )
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": meta.get("namespace", "default"),
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [
+                {
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": spec,
+    }

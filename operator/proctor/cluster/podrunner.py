@@ -1,0 +1,487 @@
+"""The pod runner: the emulated cluster's kubelet and Job controller.
+
+Images are not run. Each container's `command` + `args` runs as a local process in the current
+Python environment (so `python -m ...` and `proctor ...` find this checkout's packages), with:
+- the pod's env: literal values, `$(VAR)` references, `fieldRef` (name, namespace, uid, labels,
+  annotations, pod IP), Secret and ConfigMap keys, `envFrom`; plus HOSTNAME and KUBECONFIG;
+- a working directory per pod (`<workdir>/<namespace>/<pod>/`), where each volume is a directory:
+  emptyDir starts empty, Secret and ConfigMap volumes hold their keys as files;
+- path mapping: a container's paths under a volume's `mountPath` and its `terminationMessagePath`,
+  written in its command, args or env values, are rewritten to those local directories, since
+  there are no mount namespaces;
+- host mapping: every pod shares this host (127.0.0.1), so names under the pod's subdomain
+  (`<job>-0.<service>[.<ns>[.svc[.cluster.local]]]`, what torchrun rendezvous uses) are rewritten
+  to 127.0.0.1. Ports are shared too: two pods listening on one port collide;
+- init containers in order, native sidecars (init containers with `restartPolicy: Always`) kept
+  running beside the main containers and stopped (SIGTERM, then SIGKILL) once those exit;
+- exit codes to container states and pod phases; the termination message read from the
+  terminationMessagePath file (or the log tail with FallbackToLogsOnError), 4096 bytes at most;
+- logs kept per container and served as `pods/log`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import re
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from proctor.cluster import errors
+from proctor.cluster.jobs import reconcile_job
+from proctor.cluster.store import Store, WatchEvent, now_rfc3339
+
+MAX_TERMINATION_MESSAGE = 4096
+_FALLBACK_LOG_LINES = 80
+_VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+class ContainerConfigError(Exception):
+    """The pod cannot start: a referenced Secret/ConfigMap key is missing, no command given..."""
+
+
+class PodRunner:
+    """Runs every Job's pods of a Store as local processes, while used as `async with`."""
+
+    def __init__(
+        self,
+        store: Store,
+        workdir: Path,
+        *,
+        kubeconfig: Path | None = None,
+        grace_seconds: float = 5.0,
+        tick_seconds: float = 0.5,
+    ) -> None:
+        self.store = store
+        self.workdir = workdir
+        self.kubeconfig = kubeconfig
+        self.grace_seconds = grace_seconds
+        self.tick_seconds = tick_seconds
+        self._wakeup = asyncio.Event()
+        self._pods: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._finished_logs: set[tuple[str, str, str]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._pods_type = store.type("", "v1", "pods")
+        self._jobs_type = store.type("batch", "v1", "jobs")
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> PodRunner:
+        self.store.add_listener(self._on_event)
+        self._loop_task = asyncio.create_task(self._loop(), name="proctor-pod-runner")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.store.remove_listener(self._on_event)
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        for task in list(self._pods.values()):
+            task.cancel()
+        await asyncio.gather(*self._pods.values(), return_exceptions=True)
+
+    def log_source(self, namespace: str, pod: str, container: str | None) -> tuple[str, bool]:
+        """What `pods/log` serves: the container's output so far, and whether it has exited."""
+        if container is None:
+            raise errors.bad_request(f"a container name must be given for pod {pod}")
+        path = self._pod_dir(namespace, pod) / "logs" / f"{container}.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return text, (namespace, pod, container) in self._finished_logs or (
+            namespace,
+            pod,
+        ) not in self._pods
+
+    def _on_event(self, event: WatchEvent) -> None:
+        if event.key in (("batch", "jobs"), ("", "pods")):
+            self._wakeup.set()
+
+    async def _loop(self) -> None:
+        while True:
+            self._reconcile()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self.tick_seconds)
+            self._wakeup.clear()
+
+    # ---- the Job controller and the pod lifecycle -------------------------------------------
+
+    def _reconcile(self) -> None:
+        now = datetime.now(UTC)
+        pods = self.store.list(self._pods_type, "")
+        for job in self.store.list(self._jobs_type, ""):
+            uid = job["metadata"]["uid"]
+            owned = [
+                p
+                for p in pods
+                if any(r.get("uid") == uid for r in p["metadata"].get("ownerReferences") or [])
+            ]
+            decision = reconcile_job(job, owned, now)
+            ns = job["metadata"]["namespace"]
+            for name in decision.delete:
+                with contextlib.suppress(errors.ApiError):
+                    self.store.delete(self._pods_type, ns, name, propagation="background")
+            for pod in decision.create:
+                self.store.create(self._pods_type, ns, pod)
+            if decision.status != (job.get("status") or {}):
+                with contextlib.suppress(errors.ApiError):
+                    self.store.update(
+                        self._jobs_type,
+                        ns,
+                        job["metadata"]["name"],
+                        {**job, "status": decision.status},
+                        subresource="status",
+                    )
+        live = set()
+        for pod in self.store.list(self._pods_type, ""):
+            key = (pod["metadata"]["namespace"], pod["metadata"]["name"])
+            live.add(key)
+            if (
+                key not in self._pods
+                and pod.get("status", {}).get("phase") == "Pending"
+                and not pod["metadata"].get("deletionTimestamp")
+            ):
+                self._pods[key] = asyncio.create_task(
+                    self._run_pod(pod), name=f"pod {key[0]}/{key[1]}"
+                )
+        for key, task in list(self._pods.items()):
+            if key not in live and not task.done():
+                task.cancel()  # the pod was deleted: stop its processes
+
+    async def _run_pod(self, pod: dict[str, Any]) -> None:
+        ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+        spec = pod.get("spec", {})
+        pod_dir = self._pod_dir(ns, name)
+        (pod_dir / "logs").mkdir(parents=True, exist_ok=True)
+        sidecars: list[tuple[str, asyncio.subprocess.Process]] = []
+        status: dict[str, Any] = {
+            "phase": "Pending",
+            "hostIP": "127.0.0.1",
+            "podIP": "127.0.0.1",
+            "startTime": now_rfc3339(),
+            "conditions": [_cond("PodScheduled")],
+            "initContainerStatuses": [],
+            "containerStatuses": [],
+        }
+        try:
+            volumes = self._prepare_volumes(pod, pod_dir)
+            self._set_status(ns, name, status)
+            for container in spec.get("initContainers") or []:
+                if container.get("restartPolicy") == "Always":
+                    process = await self._start(pod, container, volumes, pod_dir)
+                    sidecars.append((container["name"], process))
+                    status["initContainerStatuses"].append(_running(container, started=True))
+                    self._set_status(ns, name, status)
+                    continue
+                code = await (await self._start(pod, container, volumes, pod_dir)).wait()
+                status["initContainerStatuses"].append(
+                    self._terminated(ns, name, container, code, volumes)
+                )
+                if code != 0:
+                    status.update(
+                        phase="Failed",
+                        reason="Init:Error",
+                        message=f"init container {container['name']} exited with {code}",
+                    )
+                    return
+            status["conditions"].append(_cond("Initialized"))
+            mains = [
+                (c, await self._start(pod, c, volumes, pod_dir))
+                for c in spec.get("containers") or []
+            ]
+            status.update(phase="Running", containerStatuses=[_running(c) for c, _ in mains])
+            status["conditions"] += [_cond("ContainersReady"), _cond("Ready")]
+            self._set_status(ns, name, status)
+            codes = await asyncio.gather(*(p.wait() for _, p in mains))
+            status["containerStatuses"] = [
+                self._terminated(ns, name, c, code, volumes)
+                for (c, _), code in zip(mains, codes, strict=True)
+            ]
+            status["phase"] = "Succeeded" if all(code == 0 for code in codes) else "Failed"
+            status["conditions"] = [
+                c for c in status["conditions"] if c["type"] not in ("Ready", "ContainersReady")
+            ]
+        except ContainerConfigError as exc:
+            status.update(phase="Failed", reason="CreateContainerConfigError", message=str(exc))
+        except asyncio.CancelledError:
+            for _, process in sidecars:
+                await self._stop(process)
+            raise
+        finally:
+            for sidecar_name, process in sidecars:
+                await self._stop(process)
+                self._finished_logs.add((ns, name, sidecar_name))
+                for entry in status["initContainerStatuses"]:
+                    if entry["name"] == sidecar_name:
+                        entry.update(
+                            self._terminated(
+                                ns, name, {"name": sidecar_name}, process.returncode or 0, {}
+                            )
+                        )
+            if status["phase"] in ("Succeeded", "Failed"):
+                self._set_status(ns, name, status)
+
+    def _set_status(self, ns: str, name: str, status: dict[str, Any]) -> None:
+        with contextlib.suppress(errors.ApiError):  # deleted meanwhile
+            current = self.store.get(self._pods_type, ns, name)
+            self.store.update(
+                self._pods_type, ns, name, {**current, "status": status}, subresource="status"
+            )
+
+    def _terminated(
+        self, ns: str, pod: str, container: dict[str, Any], code: int, volumes: dict[str, Path]
+    ) -> dict[str, Any]:
+        self._finished_logs.add((ns, pod, container["name"]))
+        message = ""
+        path = container.get("terminationMessagePath", "/dev/termination-log")
+        local = _map_path(path, volumes) if volumes else path
+        local_file = self._pod_dir(ns, pod) / "termination" / container["name"]
+        for candidate in (Path(local), local_file):
+            if candidate.is_file() and candidate.is_relative_to(self._pod_dir(ns, pod)):
+                message = candidate.read_bytes()[:MAX_TERMINATION_MESSAGE].decode(errors="replace")
+                break
+        if (
+            not message
+            and code != 0
+            and container.get("terminationMessagePolicy") == "FallbackToLogsOnError"
+        ):
+            log = self._pod_dir(ns, pod) / "logs" / f"{container['name']}.log"
+            lines = (
+                log.read_text(errors="replace").splitlines()[-_FALLBACK_LOG_LINES:]
+                if log.exists()
+                else []
+            )
+            message = "\n".join(lines)[-MAX_TERMINATION_MESSAGE:]
+        reason = (
+            "Completed"
+            if code == 0
+            else ("OOMKilled" if code == 137 and container.get("_oom") else "Error")
+        )
+        terminated = {
+            "exitCode": code,
+            "reason": reason,
+            "startedAt": now_rfc3339(),
+            "finishedAt": now_rfc3339(),
+        }
+        if message:
+            terminated["message"] = message
+        return {
+            "name": container["name"],
+            "ready": False,
+            "restartCount": 0,
+            "started": False,
+            "image": container.get("image", ""),
+            "imageID": "",
+            "state": {"terminated": terminated},
+        }
+
+    # ---- processes ---------------------------------------------------------------------------
+
+    async def _start(
+        self,
+        pod: dict[str, Any],
+        container: dict[str, Any],
+        volumes: dict[str, Path],
+        pod_dir: Path,
+    ) -> asyncio.subprocess.Process:
+        argv = list(container.get("command") or []) + list(container.get("args") or [])
+        if not container.get("command"):
+            raise ContainerConfigError(
+                f"container {container['name']!r} has no command: the emulated cluster runs commands, "
+                "not image entrypoints; give it `command` (and `args`)"
+            )
+        mounts = {
+            m["mountPath"]: volumes[m["name"]]
+            for m in container.get("volumeMounts") or []
+            if m["name"] in volumes
+        }
+        termination_dir = pod_dir / "termination"
+        termination_dir.mkdir(exist_ok=True)
+        mounts[container.get("terminationMessagePath", "/dev/termination-log")] = (
+            termination_dir / container["name"]
+        )
+        env = self._environment(pod, container)
+        rewrite = _rewriter(mounts, pod)
+        env = {k: rewrite(v) for k, v in env.items()}
+        argv = [rewrite(_expand(a, env)) for a in argv]
+        log = open(pod_dir / "logs" / f"{container['name']}.log", "ab")  # noqa: SIM115 (owned by the process)
+        try:
+            return await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=pod_dir,
+                env=env,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise ContainerConfigError(
+                f"container {container['name']!r} cannot start {argv[0]!r}: {exc}"
+            ) from None
+        finally:
+            log.close()
+
+    async def _stop(self, process: asyncio.subprocess.Process) -> None:
+        if process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), self.grace_seconds)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+
+    def _environment(self, pod: dict[str, Any], container: dict[str, Any]) -> dict[str, str]:
+        meta = pod["metadata"]
+        env = dict(os.environ)
+        env["HOSTNAME"] = pod.get("spec", {}).get("hostname") or meta["name"]
+        if self.kubeconfig is not None:
+            env["KUBECONFIG"] = str(self.kubeconfig)
+        for source in container.get("envFrom") or []:
+            prefix = source.get("prefix", "")
+            if "configMapRef" in source:
+                data = self._object_data(
+                    "configmaps", meta["namespace"], source["configMapRef"], None
+                )
+            else:
+                data = self._object_data("secrets", meta["namespace"], source["secretRef"], None)
+            env.update({prefix + k: v for k, v in (data or {}).items()})
+        for var in container.get("env") or []:
+            if "value" in var:
+                env[var["name"]] = _expand(var["value"], env)
+            elif "valueFrom" in var:
+                value = self._value_from(pod, var["valueFrom"])
+                if value is not None:
+                    env[var["name"]] = value
+        return env
+
+    def _value_from(self, pod: dict[str, Any], source: dict[str, Any]) -> str | None:
+        meta = pod["metadata"]
+        if "fieldRef" in source:
+            path = source["fieldRef"]["fieldPath"]
+            if match := re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path):
+                return (meta.get(match.group(1)) or {}).get(match.group(2), "")
+            simple = {
+                "metadata.name": meta["name"],
+                "metadata.namespace": meta["namespace"],
+                "metadata.uid": meta.get("uid", ""),
+                "status.podIP": "127.0.0.1",
+                "status.hostIP": "127.0.0.1",
+                "spec.nodeName": "proctor-local",
+                "spec.serviceAccountName": pod.get("spec", {}).get("serviceAccountName", "default"),
+            }
+            if path not in simple:
+                raise ContainerConfigError(
+                    f"fieldRef {path!r} is not supported by the emulated cluster"
+                )
+            return simple[path]
+        for plural, ref_key in (("secrets", "secretKeyRef"), ("configmaps", "configMapKeyRef")):
+            if ref_key in source:
+                return self._object_data(
+                    plural, meta["namespace"], source[ref_key], source[ref_key]["key"]
+                )
+        return None
+
+    def _object_data(self, plural: str, ns: str, ref: dict[str, Any], key: str | None) -> Any:
+        rt = self.store.type("", "v1", plural)
+        try:
+            obj = self.store.get(rt, ns, ref["name"])
+        except errors.ApiError:
+            if ref.get("optional"):
+                return None
+            raise ContainerConfigError(f'{rt.kind.lower()} "{ref["name"]}" not found') from None
+        data = dict(obj.get("data") or {})
+        if plural == "secrets":
+            data = {k: base64.b64decode(v).decode() for k, v in data.items()}
+            data.update(obj.get("stringData") or {})
+        if key is None:
+            return data
+        if key not in data:
+            if ref.get("optional"):
+                return None
+            raise ContainerConfigError(f"couldn't find key {key} in {rt.kind} {ns}/{ref['name']}")
+        return data[key]
+
+    def _prepare_volumes(self, pod: dict[str, Any], pod_dir: Path) -> dict[str, Path]:
+        volumes = {}
+        for volume in pod.get("spec", {}).get("volumes") or []:
+            local = pod_dir / "volumes" / volume["name"]
+            local.mkdir(parents=True, exist_ok=True)
+            for plural, field, name_key in (
+                ("secrets", "secret", "secretName"),
+                ("configmaps", "configMap", "name"),
+            ):
+                if field in volume:
+                    ref = {
+                        "name": volume[field][name_key],
+                        "optional": volume[field].get("optional", False),
+                    }
+                    for k, v in (
+                        self._object_data(plural, pod["metadata"]["namespace"], ref, None) or {}
+                    ).items():
+                        (local / k).write_text(v)
+            volumes[volume["name"]] = local
+        return volumes
+
+    def _pod_dir(self, namespace: str, pod: str) -> Path:
+        return self.workdir / namespace / pod
+
+
+def _cond(kind: str) -> dict[str, Any]:
+    return {"type": kind, "status": "True", "lastTransitionTime": now_rfc3339()}
+
+
+def _running(container: dict[str, Any], started: bool = True) -> dict[str, Any]:
+    return {
+        "name": container["name"],
+        "ready": True,
+        "restartCount": 0,
+        "started": started,
+        "image": container.get("image", ""),
+        "imageID": "",
+        "state": {"running": {"startedAt": now_rfc3339()}},
+    }
+
+
+def _expand(value: str, env: dict[str, str]) -> str:
+    """Kubernetes `$(VAR)` expansion: known variables are replaced, unknown ones kept."""
+    return _VAR_REF.sub(lambda m: env.get(m.group(1), m.group(0)), value)
+
+
+def _map_path(path: str, mounts: dict[str, Path]) -> str:
+    for mount in sorted(mounts, key=len, reverse=True):
+        if path == mount or path.startswith(mount.rstrip("/") + "/"):
+            return str(mounts[mount]) + path[len(mount.rstrip("/")) :]
+    return path
+
+
+def _rewriter(mounts: dict[str, Path], pod: dict[str, Any]) -> Any:
+    subdomain = pod.get("spec", {}).get("subdomain")
+    ns = pod["metadata"]["namespace"]
+    host = (
+        re.compile(
+            rf"\b[a-z0-9]([-a-z0-9]*[a-z0-9])?\.{re.escape(subdomain)}"
+            rf"(\.{re.escape(ns)}(\.svc(\.cluster\.local)?)?)?\b"
+        )
+        if subdomain
+        else None
+    )
+    # A mount path counts where a path can start: at the beginning, after whitespace, `=`, `:`,
+    # a quote or a redirection, and only up to a path boundary (so /data does not match /database).
+    patterns = [
+        (re.compile(rf"(^|[\s=:'\"<>(]){re.escape(mount.rstrip('/'))}(?=/|$|[\s'\";)])"), str(local))
+        for mount, local in sorted(mounts.items(), key=lambda item: len(item[0]), reverse=True)
+    ]
+
+    def rewrite(value: str) -> str:
+        for pattern, local in patterns:
+            value = pattern.sub(lambda m, local=local: m.group(1) + local, value)
+        return host.sub("127.0.0.1", value) if host else value
+
+    return rewrite
