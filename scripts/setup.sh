@@ -28,5 +28,6 @@ fi
 # torch first and pinned, so no later requirement can pull a different build.
 "$VENV/bin/python" -m pip install --quiet ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "torch==${TORCH_VERSION}"
 "$VENV/bin/python" -m pip install --quiet -e '.[all,test]'
+PYTHON="$VENV/bin/python" ./scripts/install-kube-tools.sh
 touch "$VENV/.installed"
 echo "Ready: $("$VENV/bin/proctor" --version), torch $("$VENV/bin/python" -c 'import torch; print(torch.__version__)')"

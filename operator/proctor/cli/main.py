@@ -6,7 +6,7 @@ import argparse
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from proctor.cli import crds, validate
+from proctor.cli import cluster, crds, validate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"proctor {_version()}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    cluster.add_parser(commands)
     crds.add_parser(commands)
     validate.add_parser(commands)
     return parser

@@ -21,10 +21,12 @@ from typing import Any
 import aiohttp.web
 import attrs
 import kmock
+import yaml
 from kmock._internal import parsing as kmock_parsing
 
-from proctor.cluster import errors, openapi, tables
+from proctor.cluster import errors, openapi, protobuf, tables
 from proctor.cluster.catalog import ResourceType
+from proctor.cluster.patches import APPLY_PATCH
 from proctor.cluster.selectors import SelectorError, field_selector, label_selector
 from proctor.cluster.store import Store, WatchEvent
 
@@ -97,28 +99,35 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         content_type = raw_request.headers.get("Content-Type", "")
-        if "protobuf" in content_type or "cbor" in content_type:
-            # Only JSON is spoken here; client-go answers a 415 by sending JSON instead.
-            unsupported = errors.ApiError(
-                415,
-                "UnsupportedMediaType",
-                f"the emulated API server reads JSON, not {content_type}",
-            )
-            return self._error(unsupported)
+        if "protobuf" in content_type:
+            # Typed clients (helm, `kubectl create`) send built-ins as protobuf: read the few kinds
+            # they create and answer in JSON, which they accept too.
+            try:
+                data = protobuf.decode_object(await raw_request.read())
+            except protobuf.ProtobufError as exc:
+                return self._error(errors.ApiError(415, "UnsupportedMediaType", str(exc)))
+            return await self._serve_parsed(raw_request, data)
+        if "cbor" in content_type:
+            message = f"the emulated API server reads JSON, not {content_type}"
+            return self._error(errors.ApiError(415, "UnsupportedMediaType", message))
         try:
             kmock_parsing.parse_path(raw_request.path)
         except ValueError:
             # kmock 0.8 cannot parse a path that ends in `/namespaces` (listing namespaces); build
             # the request ourselves, with what our own routing needs, and serve it as usual.
-            return await self._serve_unparsable(raw_request)
+            return await self._serve_parsed(raw_request, None)
         return await super().__call__(raw_request)
 
-    async def _serve_unparsable(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+    async def _serve_parsed(
+        self, raw: aiohttp.web.BaseRequest, data: Any
+    ) -> aiohttp.web.StreamResponse:
+        """Serve a request kmock's parser cannot take, with `data` as its decoded body."""
         body = await raw.read()
-        try:
-            data = json.loads(body) if body else None
-        except ValueError:
-            data = None
+        if data is None and body:
+            try:
+                data = json.loads(body)
+            except ValueError:
+                data = None
         route = parse_route(raw.path)
         request = kmock.Request(
             id=len(self._requests),
@@ -130,7 +139,7 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
             cookies=dict(raw.cookies),
             data=data,
             body=body,
-            text=body.decode(errors="replace"),
+            text=json.dumps(data) if data is not None else body.decode(errors="replace"),
             resource=kmock.resource(route.group, route.version, route.plural) if route else None,
             namespace=route.namespace or None if route else None,
             name=route.name if route else None,
@@ -317,15 +326,11 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
             return aiohttp.web.json_response(updated)
         if method == "PATCH" and route.name:
             content_type = request.headers.get("Content-Type", "application/merge-patch+json")
+            if content_type.startswith(APPLY_PATCH):
+                return self._server_side_apply(rt, ns, route, request, dry_run, strict)
             patched = self.store.patch(
-                rt,
-                ns,
-                route.name,
-                body,
-                content_type,
-                subresource=route.subresource,
-                dry_run=dry_run,
-                strict=strict,
+                rt, ns, route.name, body, content_type,
+                subresource=route.subresource, dry_run=dry_run, strict=strict,
             )
             return aiohttp.web.json_response(patched)
         if method == "DELETE":
@@ -355,6 +360,29 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
         raise errors.ApiError(
             405, "MethodNotAllowed", f"the server does not allow {method} on this resource"
         )
+
+    def _server_side_apply(
+        self, rt: ResourceType, ns: str, route: Route, request: kmock.Request, dry_run: bool, strict: bool
+    ) -> aiohttp.web.StreamResponse:
+        try:
+            applied = yaml.safe_load(request.text or "{}")
+        except yaml.YAMLError as exc:
+            raise errors.bad_request(f"the applied configuration is not YAML: {exc}") from None
+        if not isinstance(applied, dict):
+            raise errors.bad_request("the applied configuration must be an object")
+        assert route.name is not None
+        try:
+            self.store.get(rt, ns, route.name)
+        except errors.ApiError as exc:
+            if exc.code != 404 or route.subresource:
+                raise
+            created = self.store.create(rt, ns, applied, dry_run=dry_run, strict=strict)
+            return aiohttp.web.json_response(created, status=201)
+        patched = self.store.patch(
+            rt, ns, route.name, applied, APPLY_PATCH,
+            subresource=route.subresource, dry_run=dry_run, strict=strict,
+        )
+        return aiohttp.web.json_response(patched)
 
     async def _serve_log(
         self, request: kmock.Request, ns: str, pod: str

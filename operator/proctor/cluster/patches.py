@@ -3,7 +3,8 @@
 Strategic merge patch is approximated: JSON merge semantics, except that lists of objects keyed by
 `name` (containers, env, volumes, ports...) merge element by element, `$patch: delete` removes an
 element, and the other `$` directives kubectl adds are dropped. That covers what kubectl apply
-sends for the built-in objects Proctor uses; server-side apply is not supported.
+sends for the built-in objects Proctor uses. Server-side apply (what helm 4 sends) creates the
+object or merges the applied fields into it, without tracking field ownership.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ class PatchError(ValueError):
 def apply_patch(target: dict[str, Any], patch: Any, content_type: str) -> dict[str, Any]:
     """`target` with `patch` applied; `target` itself is not modified."""
     kind = content_type.split(";")[0].strip().lower()
-    if kind == MERGE_PATCH:
+    if kind in (MERGE_PATCH, APPLY_PATCH):
+        # Server-side apply is approximated as a merge of the applied fields: field ownership
+        # (managedFields) is not tracked, so fields dropped from the applied config are kept.
         return _merge(copy.deepcopy(target), patch, strategic=False)
     if kind == STRATEGIC_MERGE_PATCH:
         return _merge(copy.deepcopy(target), patch, strategic=True)
