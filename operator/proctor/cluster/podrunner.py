@@ -399,7 +399,6 @@ class PodRunner:
         data = dict(obj.get("data") or {})
         if plural == "secrets":
             data = {k: base64.b64decode(v).decode() for k, v in data.items()}
-            data.update(obj.get("stringData") or {})
         if key is None:
             return data
         if key not in data:

@@ -12,6 +12,7 @@ every write is atomic and events come out in resourceVersion order.
 
 from __future__ import annotations
 
+import base64
 import copy
 import secrets
 import uuid
@@ -331,6 +332,10 @@ class Store:
         return new
 
     def _admit(self, rt: ResourceType, obj: Object, old: Object | None, strict: bool) -> None:
+        if rt.key == ("", "secrets") and "stringData" in obj:
+            # As the real server: stringData is write-only, folded into data (base64).
+            encoded = {k: base64.b64encode(str(v).encode()).decode() for k, v in obj.pop("stringData").items()}
+            obj["data"] = {**(obj.get("data") or {}), **encoded}
         if rt.schema is None:
             if rt.key == ("apiextensions.k8s.io", "customresourcedefinitions"):
                 self._check_crd(rt, obj)
