@@ -8,6 +8,8 @@ from typing import Any
 
 Predicate = Callable[[dict[str, Any]], bool]
 
+_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _SET_TERM = re.compile(r"^\s*([^\s!=]+)\s+(in|notin)\s+\(([^)]*)\)\s*$")
 
 
@@ -38,6 +40,7 @@ def label_selector(selector: str | None) -> Predicate:
         return lambda obj: True
     checks: list[Callable[[dict[str, str]], bool]] = []
     for term in _split_terms(selector):
+        _check_term(term)
         if match := _SET_TERM.match(term):
             key, op, raw = match.groups()
             values = {v.strip() for v in raw.split(",") if v.strip()}
@@ -63,6 +66,17 @@ def label_selector(selector: str | None) -> Predicate:
         return all(check(labels) for check in checks)
 
     return matches
+
+
+def _check_term(term: str) -> None:
+    """Refuse keys and values that are not valid label keys and values, as the server does."""
+    if match := _SET_TERM.match(term):
+        key, values = match.group(1), [v.strip() for v in match.group(3).split(",")]
+    else:
+        key, _, value = term.lstrip("!").replace("==", "=").replace("!=", "=").partition("=")
+        values = [value.strip()]
+    if not _KEY.match(key.strip()) or not all(_VALUE.match(v) for v in values):
+        raise SelectorError(f"unable to parse requirement: {term!r}: invalid label key or value")
 
 
 def field_selector(selector: str | None) -> Predicate:
