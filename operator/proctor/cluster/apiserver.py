@@ -87,15 +87,52 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
     store: Store = attrs.field(factory=Store)
     bookmark_interval: float = 5.0
     log_source: LogSource | None = None
+    recorded_requests: int = 100
     _watch_queues: set[asyncio.Queue[Any]] = attrs.field(factory=set, init=False)
+    _builtin_reactions: int = attrs.field(default=0, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self._builtin_reactions = len(self._payloads)
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
-        # Reactions added through kmock's DSL (faults, delays) and the discovery scaffold come
-        # first; what reaches kmock's catch-all 404 is ours to serve.
+        # kmock keeps every request for assertions and matches each new one against all of them;
+        # keep the last few so a long-lived cluster stays fast.
+        del self._requests[: -self.recorded_requests]
+        if len(self._payloads) == self._builtin_reactions:
+            # No reactions were added through kmock's DSL: skip its matching altogether.
+            discovery = await self._serve_discovery(request)
+            return discovery if discovery is not None else await self._serve(request)
+        # Reactions added through kmock's DSL (faults, delays) come first, then the discovery
+        # scaffold; what reaches kmock's catch-all 404 is ours to serve.
         try:
             return await super()._handle(request)
         except kmock.KubernetesEndpointNotFoundError:
             return await self._serve(request)
+
+    async def _serve_discovery(self, request: kmock.Request) -> aiohttp.web.StreamResponse | None:
+        parts = [p for p in request.url.path.split("/") if p]
+        serve = None
+        if not parts:
+            serve = self._serve_root
+        elif parts == ["version"]:
+            serve = self._serve_server_version
+        elif parts == ["api"]:
+            serve = self._serve_api
+        elif parts == ["apis"]:
+            serve = self._serve_apis
+        elif len(parts) == 2 and parts[0] == "api":
+            serve = self._serve_version
+        elif len(parts) == 2 and parts[0] == "apis":
+            serve = self._serve_group
+        elif len(parts) == 3 and parts[0] == "apis":
+            serve = self._serve_version
+        if serve is None:
+            return None
+        try:
+            return aiohttp.web.json_response(await serve(request))
+        except kmock.KubernetesError as exc:
+            return await self._render_error(exc)
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         content_type = raw_request.headers.get("Content-Type", "")
@@ -157,6 +194,13 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
         await asyncio.sleep(0)
 
     # ---- discovery (overrides of kmock's scaffold, computed from the store's types) ----------
+
+    async def _serve_root(self, request: kmock.Request) -> dict[str, Any]:
+        groups = sorted({rt.api_version for rt in self.store.types()})
+        paths = ["/api", "/apis", "/openapi/v3", "/version"] + [
+            f"/apis/{gv}" if "/" in gv else f"/api/{gv}" for gv in groups
+        ]
+        return {"paths": sorted(paths)}
 
     async def _serve_server_version(self, request: kmock.Request) -> dict[str, Any]:
         return SERVER_VERSION
@@ -225,7 +269,6 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
     # ---- everything else ---------------------------------------------------------------------
 
     async def _serve(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
-        del self._requests[:-1000]  # kmock records requests; a long-lived cluster keeps the last
         path = request.url.path
         if path.startswith("/openapi/v3"):
             return await self._serve_openapi(path)
