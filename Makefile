@@ -22,9 +22,9 @@ test: setup
 	if [ $$status -ne 0 ]; then echo "make test: FAILED (see above: lint, types, generated files or tests)"; fi; \
 	exit $$status
 
-## The fast tests only (no real training steps, no wheel build).
+## The fast unit tests only (no servers, no real training steps, no wheel build).
 unit: setup
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest tests/unit -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check .

@@ -29,8 +29,10 @@ async def bench(count: int) -> dict[str, float]:
     results: dict[str, float] = {}
     async with EmulatedCluster() as cluster, aiohttp.ClientSession(cluster.url) as http:
         for crd in sorted((REPO / "crds").glob("*.yaml")):
-            async with http.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-                                 json=yaml.safe_load(crd.read_text())) as response:
+            async with http.post(
+                "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                json=yaml.safe_load(crd.read_text()),
+            ) as response:
                 assert response.status == 201, await response.text()
 
         received = 0
@@ -38,8 +40,10 @@ async def bench(count: int) -> dict[str, float]:
 
         async def watch() -> None:
             nonlocal received
-            async with http.get("/apis/proctor.dev/v1alpha1/namespaces/default/experiments",
-                                params={"watch": "true", "resourceVersion": "0"}) as response:
+            async with http.get(
+                "/apis/proctor.dev/v1alpha1/namespaces/default/experiments",
+                params={"watch": "true", "resourceVersion": "0"},
+            ) as response:
                 async for line in response.content:
                     if json.loads(line)["type"] == "ADDED":
                         received += 1
@@ -51,10 +55,16 @@ async def bench(count: int) -> dict[str, float]:
         await asyncio.sleep(0.2)
 
         for plural, path, make in (
-            ("configmaps", "/api/v1/namespaces/default/configmaps",
-             lambda i: {"metadata": {"name": f"cm-{i}"}, "data": {"k": str(i)}}),
-            ("experiments", "/apis/proctor.dev/v1alpha1/namespaces/default/experiments",
-             lambda i: {**copy.deepcopy(experiment), "metadata": {"name": f"exp-{i}"}}),
+            (
+                "configmaps",
+                "/api/v1/namespaces/default/configmaps",
+                lambda i: {"metadata": {"name": f"cm-{i}"}, "data": {"k": str(i)}},
+            ),
+            (
+                "experiments",
+                "/apis/proctor.dev/v1alpha1/namespaces/default/experiments",
+                lambda i: {**copy.deepcopy(experiment), "metadata": {"name": f"exp-{i}"}},
+            ),
         ):
             started = time.perf_counter()
             for i in range(count):

@@ -8,7 +8,16 @@ pytestmark = pytest.mark.kubectl
 
 
 def test_helm_installs_the_chart_crds(cluster):
-    cluster.helm("install", "proctor", "charts/proctor", "--namespace", "default", "--wait", "--timeout", "60s")
+    cluster.helm(
+        "install",
+        "proctor",
+        "charts/proctor",
+        "--namespace",
+        "default",
+        "--wait",
+        "--timeout",
+        "60s",
+    )
     assert "experiments.proctor.dev" in cluster.kubectl("get", "crd", "-o", "name").stdout
     cluster.helm("uninstall", "proctor", "--namespace", "default")
     # helm.sh/resource-policy: keep: uninstalling never deletes users' experiments.

@@ -4,19 +4,29 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.kubectl
 
 PY = sys.executable
+SCRIPTS = Path(__file__).parent / "pod_scripts"
 
 
 def _job(name: str, pod_spec: dict, **spec) -> str:
-    return json.dumps({
-        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
-        "spec": {"backoffLimit": 0, **spec, "template": {"spec": {"restartPolicy": "Never", **pod_spec}}},
-    })
+    return json.dumps(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": name},
+            "spec": {
+                "backoffLimit": 0,
+                **spec,
+                "template": {"spec": {"restartPolicy": "Never", **pod_spec}},
+            },
+        }
+    )
 
 
 def _pods(cluster, job: str) -> list[dict]:
@@ -27,25 +37,31 @@ def _pods(cluster, job: str) -> list[dict]:
 def test_a_job_with_a_native_sidecar_completes_and_reports_everything(cluster):
     pod_spec = {
         "volumes": [{"name": "shared", "emptyDir": {}}],
-        "initContainers": [{
-            "name": "watchdog", "image": "watchdog", "restartPolicy": "Always",
-            "command": [PY, "-c", "import signal,sys,time\n"
-                        "signal.signal(signal.SIGTERM, lambda *a: (print('sidecar got SIGTERM', flush=True), sys.exit(0)))\n"
-                        "print('sidecar up', flush=True)\n"
-                        "while True: time.sleep(0.05)"],
-        }],
-        "containers": [{
-            "name": "trainer", "image": "runner",
-            "command": [PY, "-c", "import os, pathlib\n"
-                        "print('training as', os.environ['POD_NAME'], 'in', os.environ['POD_NS'], flush=True)\n"
-                        "pathlib.Path('/shared/metrics.jsonl').write_text('{\"step\": 1}')\n"
-                        "pathlib.Path('/dev/termination-log').write_text('{\"verdict\": \"Passed\"}')"],
-            "env": [
-                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                {"name": "POD_NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-            ],
-            "volumeMounts": [{"name": "shared", "mountPath": "/shared"}],
-        }],
+        "initContainers": [
+            {
+                "name": "watchdog",
+                "image": "watchdog",
+                "restartPolicy": "Always",
+                "command": [PY, str(SCRIPTS / "sidecar.py")],
+            }
+        ],
+        "containers": [
+            {
+                "name": "trainer",
+                "image": "runner",
+                "command": [PY, str(SCRIPTS / "trainer.py")],
+                "env": [
+                    {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    {
+                        "name": "POD_NS",
+                        "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+                    },
+                    {"name": "METRICS_FILE", "value": "/shared/metrics.jsonl"},
+                    {"name": "TERMINATION_LOG", "value": "/dev/termination-log"},
+                ],
+                "volumeMounts": [{"name": "shared", "mountPath": "/shared"}],
+            }
+        ],
     }
     cluster.kubectl("apply", "-f", "-", input=_job("sidecar", pod_spec))
     cluster.kubectl("wait", "--for=condition=complete", "job/sidecar", "--timeout=60s")
@@ -56,18 +72,32 @@ def test_a_job_with_a_native_sidecar_completes_and_reports_everything(cluster):
     assert trainer["exitCode"] == 0
     assert trainer["reason"] == "Completed"
     assert json.loads(trainer["message"]) == {"verdict": "Passed"}
-    assert cluster.kubectl("logs", name, "-c", "trainer").stdout == f"training as {name} in default\n"
+    assert (
+        cluster.kubectl("logs", name, "-c", "trainer").stdout == f"training as {name} in default\n"
+    )
     sidecar_log = cluster.kubectl("logs", name, "-c", "watchdog").stdout
-    assert sidecar_log == "sidecar up\nsidecar got SIGTERM\n", "the sidecar is stopped after the main container"
+    assert sidecar_log == "sidecar up\nsidecar got SIGTERM\n", (
+        "the sidecar is stopped after the main container"
+    )
     job = json.loads(cluster.kubectl("get", "job", "sidecar", "-o", "json").stdout)
     assert job["status"]["succeeded"] == 1
 
 
 def test_a_failing_job_retries_up_to_its_backoff_limit_then_fails_with_the_log_tail(cluster):
-    pod_spec = {"containers": [{
-        "name": "layer", "image": "runner", "terminationMessagePolicy": "FallbackToLogsOnError",
-        "command": [PY, "-c", "import sys; print('12 of 40 parameters never changed'); sys.exit(3)"],
-    }]}
+    pod_spec = {
+        "containers": [
+            {
+                "name": "layer",
+                "image": "runner",
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+                "command": [
+                    PY,
+                    "-c",
+                    "import sys; print('12 of 40 parameters never changed'); sys.exit(3)",
+                ],
+            }
+        ]
+    }
     cluster.kubectl("apply", "-f", "-", input=_job("failing", pod_spec, backoffLimit=1))
     cluster.kubectl("wait", "--for=condition=failed", "job/failing", "--timeout=60s")
     pods = _pods(cluster, "failing")
@@ -77,43 +107,50 @@ def test_a_failing_job_retries_up_to_its_backoff_limit_then_fails_with_the_log_t
         assert pod["status"]["phase"] == "Failed"
         assert state["exitCode"] == 3
         assert state["message"] == "12 of 40 parameters never changed"
-    reason = cluster.kubectl("get", "job", "failing", "-o",
-                             "jsonpath={.status.conditions[?(@.type=='Failed')].reason}").stdout
+    reason = cluster.kubectl(
+        "get", "job", "failing", "-o", "jsonpath={.status.conditions[?(@.type=='Failed')].reason}"
+    ).stdout
     assert reason == "BackoffLimitExceeded"
 
 
 def test_an_indexed_job_runs_its_pods_together_and_they_reach_each_other_by_name(cluster):
     # Pod 0 listens; pod 1 connects to it through its headless-Service name, as torchrun does.
-    script = (
-        "import os, socket, time\n"
-        "index = int(os.environ['JOB_COMPLETION_INDEX'])\n"
-        "if index == 0:\n"
-        "    server = socket.create_server(('127.0.0.1', 0)); port = server.getsockname()[1]\n"
-        "    open(os.environ['PORT_FILE'], 'w').write(str(port))\n"
-        "    conn, _ = server.accept(); print('rank 0 got', conn.recv(64).decode(), flush=True)\n"
-        "else:\n"
-        "    while not os.path.exists(os.environ['PORT_FILE']) or not open(os.environ['PORT_FILE']).read(): time.sleep(0.05)\n"
-        "    port = int(open(os.environ['PORT_FILE']).read())\n"
-        "    socket.create_connection((os.environ['MASTER_ADDR'], port)).sendall(b'hello from rank 1')\n"
-        "    print('rank 1 reached', os.environ['MASTER_ADDR'], 'as', os.environ['HOSTNAME'], flush=True)\n"
-    )
     port_file = str(cluster.kubeconfig.parent / "rendezvous-port")
-    pod_spec = {"subdomain": "ranks", "containers": [{
-        "name": "rank", "image": "runner", "command": [PY, "-c", script],
-        "env": [{"name": "MASTER_ADDR", "value": "pair-0.ranks.default.svc.cluster.local"},
-                {"name": "PORT_FILE", "value": port_file}],
-    }]}
-    cluster.kubectl("apply", "-f", "-", input=_job("pair", pod_spec, completionMode="Indexed",
-                                                    completions=2, parallelism=2))
+    pod_spec = {
+        "subdomain": "ranks",
+        "containers": [
+            {
+                "name": "rank",
+                "image": "runner",
+                "command": [PY, str(SCRIPTS / "rendezvous.py")],
+                "env": [
+                    {"name": "MASTER_ADDR", "value": "pair-0.ranks.default.svc.cluster.local"},
+                    {"name": "PORT_FILE", "value": port_file},
+                ],
+            }
+        ],
+    }
+    cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=_job("pair", pod_spec, completionMode="Indexed", completions=2, parallelism=2),
+    )
     cluster.kubectl("wait", "--for=condition=complete", "job/pair", "--timeout=60s")
-    logs = {p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]:
-            cluster.kubectl("logs", p["metadata"]["name"]).stdout for p in _pods(cluster, "pair")}
+    logs = {
+        p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]: cluster.kubectl(
+            "logs", p["metadata"]["name"]
+        ).stdout
+        for p in _pods(cluster, "pair")
+    }
     assert logs["0"] == "rank 0 got hello from rank 1\n"
     assert logs["1"] == "rank 1 reached 127.0.0.1 as pair-1\n"
 
 
 def test_a_suspended_job_has_no_pods_until_resumed(cluster):
-    pod_spec = {"containers": [{"name": "c", "image": "runner", "command": [PY, "-c", "print('ran')"]}]}
+    pod_spec = {
+        "containers": [{"name": "c", "image": "runner", "command": [PY, "-c", "print('ran')"]}]
+    }
     cluster.kubectl("apply", "-f", "-", input=_job("queued", pod_spec, suspend=True))
     cluster.kubectl("wait", "--for=condition=suspended", "job/queued", "--timeout=30s")
     assert _pods(cluster, "queued") == []
@@ -125,22 +162,44 @@ def test_the_active_deadline_stops_a_job(cluster):
     pod_spec = {"containers": [{"name": "c", "image": "runner", "command": ["sleep", "60"]}]}
     cluster.kubectl("apply", "-f", "-", input=_job("slow", pod_spec, activeDeadlineSeconds=1))
     cluster.kubectl("wait", "--for=condition=failed", "job/slow", "--timeout=30s")
-    reason = cluster.kubectl("get", "job", "slow", "-o",
-                             "jsonpath={.status.conditions[?(@.type=='Failed')].reason}").stdout
+    reason = cluster.kubectl(
+        "get", "job", "slow", "-o", "jsonpath={.status.conditions[?(@.type=='Failed')].reason}"
+    ).stdout
     assert reason == "DeadlineExceeded"
     cluster.kubectl("wait", "--for=delete", "pod", "-l", "job-name=slow", "--timeout=30s")
 
 
 def test_secret_values_reach_the_environment(cluster):
-    cluster.kubectl("apply", "-f", "-", input=json.dumps({
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3"},
-        "stringData": {"AWS_SECRET_ACCESS_KEY": "not-a-real-key"}}))
-    pod_spec = {"containers": [{
-        "name": "c", "image": "runner",
-        "command": [PY, "-c", "import os; print(len(os.environ['AWS_SECRET_ACCESS_KEY']))"],
-        "env": [{"name": "AWS_SECRET_ACCESS_KEY",
-                 "valueFrom": {"secretKeyRef": {"name": "s3", "key": "AWS_SECRET_ACCESS_KEY"}}}],
-    }]}
+    cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "s3"},
+                "stringData": {"AWS_SECRET_ACCESS_KEY": "not-a-real-key"},
+            }
+        ),
+    )
+    pod_spec = {
+        "containers": [
+            {
+                "name": "c",
+                "image": "runner",
+                "command": [PY, "-c", "import os; print(len(os.environ['AWS_SECRET_ACCESS_KEY']))"],
+                "env": [
+                    {
+                        "name": "AWS_SECRET_ACCESS_KEY",
+                        "valueFrom": {
+                            "secretKeyRef": {"name": "s3", "key": "AWS_SECRET_ACCESS_KEY"}
+                        },
+                    }
+                ],
+            }
+        ]
+    }
     cluster.kubectl("apply", "-f", "-", input=_job("secret-env", pod_spec))
     cluster.kubectl("wait", "--for=condition=complete", "job/secret-env", "--timeout=60s")
     [pod] = _pods(cluster, "secret-env")

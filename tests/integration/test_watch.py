@@ -30,7 +30,10 @@ def test_watch_resumes_from_a_resource_version_and_ends_at_its_timeout(cluster):
     cluster.kubectl("create", "configmap", "w1", "--from-literal=a=1")
     cluster.kubectl("patch", "configmap", "w1", "--type=merge", "-p", '{"data": {"a": "2"}}')
     events = _watch(cluster, f"resourceVersion={start}&timeoutSeconds=1")
-    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "w1"), ("MODIFIED", "w1")]
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [
+        ("ADDED", "w1"),
+        ("MODIFIED", "w1"),
+    ]
     assert events[1]["object"]["data"] == {"a": "2"}
 
 
@@ -61,10 +64,13 @@ def test_bookmarks_keep_an_idle_watch_current(cluster):
 
 def test_a_streaming_list_ends_its_snapshot_with_the_initial_events_bookmark(cluster):
     cluster.kubectl("create", "configmap", "w3", "--from-literal=a=1")
-    events = _watch(cluster, "sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&timeoutSeconds=1")
+    events = _watch(
+        cluster,
+        "sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&timeoutSeconds=1",
+    )
     names = [e["object"]["metadata"].get("name") for e in events if e["type"] == "ADDED"]
     assert "w3" in names
-    end = [e for e in events if e["type"] == "BOOKMARK"][0]
+    end = next(e for e in events if e["type"] == "BOOKMARK")
     assert end["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
 
 

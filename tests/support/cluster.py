@@ -25,10 +25,14 @@ class RunningCluster:
         self.loop = loop
         self.kubeconfig = kubeconfig
 
-    def kubectl(self, *args: str, check: bool = True, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         return self._run(BIN / "kubectl", args, check, input, timeout)
 
-    def helm(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def helm(
+        self, *args: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         return self._run(BIN / "helm", args, check, None, timeout)
 
     def call(self, function: Any, *args: Any) -> Any:
@@ -44,20 +48,31 @@ class RunningCluster:
         self.loop.call_soon_threadsafe(run)
         return future.result(timeout=30)
 
-    def _run(self, tool: Path, args: tuple[str, ...], check: bool, input: str | None, timeout: float) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self, tool: Path, args: tuple[str, ...], check: bool, input: str | None, timeout: float
+    ) -> subprocess.CompletedProcess[str]:
         if not tool.exists():
-            raise AssertionError(f"{tool} is missing: run `make setup` (scripts/install-kube-tools.sh)")
+            raise AssertionError(
+                f"{tool} is missing: run `make setup` (scripts/install-kube-tools.sh)"
+            )
         result = subprocess.run(
             [str(tool), "--kubeconfig", str(self.kubeconfig), *args],
-            capture_output=True, text=True, input=input, timeout=timeout,
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=timeout,
         )
         if check and result.returncode != 0:
-            raise AssertionError(f"{tool.name} {' '.join(args)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+            command = f"{tool.name} {' '.join(args)}"
+            output = result.stdout + result.stderr
+            raise AssertionError(f"{command} failed ({result.returncode}):\n{output}")
         return result
 
 
 @contextmanager
-def running_cluster(tmp: Path, *, pods: bool = True, bookmark_interval: float = 1.0) -> Iterator[RunningCluster]:
+def running_cluster(
+    tmp: Path, *, pods: bool = True, bookmark_interval: float = 1.0
+) -> Iterator[RunningCluster]:
     kubeconfig = tmp / "kubeconfig"
     ready: Future[RunningCluster] = Future()
     stop: asyncio.Event | None = None
@@ -66,8 +81,11 @@ def running_cluster(tmp: Path, *, pods: bool = True, bookmark_interval: float = 
     async def serve() -> None:
         nonlocal stop
         stop = asyncio.Event()
-        cluster = EmulatedCluster(kubeconfig=kubeconfig, pods_dir=tmp / "pods" if pods else None,
-                                  bookmark_interval=bookmark_interval)
+        cluster = EmulatedCluster(
+            kubeconfig=kubeconfig,
+            pods_dir=tmp / "pods" if pods else None,
+            bookmark_interval=bookmark_interval,
+        )
         async with cluster:
             loop = asyncio.get_running_loop()
             loop_holder.append(loop)

@@ -59,15 +59,29 @@ def _up(args: argparse.Namespace) -> int:
     paths["kubeconfig"].unlink(missing_ok=True)
     with paths["log"].open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "proctor.cli.main", "cluster", "serve",
-             "--state-dir", str(args.state_dir), "--port", str(args.port)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "proctor.cli.main",
+                "cluster",
+                "serve",
+                "--state-dir",
+                str(args.state_dir),
+                "--port",
+                str(args.port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     paths["pid"].write_text(str(process.pid))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            print(f"the cluster exited with {process.returncode}; see {paths['log']}", file=sys.stderr)
+            print(
+                f"the cluster exited with {process.returncode}; see {paths['log']}", file=sys.stderr
+            )
             return 1
         if paths["kubeconfig"].exists() and _answers(paths["kubeconfig"]):
             print(f"cluster up. Use it with:\n  export KUBECONFIG={paths['kubeconfig'].resolve()}")
@@ -106,7 +120,9 @@ def _serve(args: argparse.Namespace) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         async with EmulatedCluster(
-            port=args.port, kubeconfig=paths["kubeconfig"].resolve(), pods_dir=paths["pods"].resolve()
+            port=args.port,
+            kubeconfig=paths["kubeconfig"].resolve(),
+            pods_dir=paths["pods"].resolve(),
         ) as cluster:
             print(f"serving {cluster.url}; kubeconfig {paths['kubeconfig']}", flush=True)
             await stop.wait()

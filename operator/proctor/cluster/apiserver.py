@@ -12,6 +12,7 @@ the OpenAPI v3 documents.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -346,7 +347,8 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
             sent_ns = body.get("metadata", {}).get("namespace")
             if ns and sent_ns and sent_ns != ns:
                 raise errors.bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request"
+                    "the namespace of the provided object does not match the namespace sent on "
+                    "the request"
                 )
             created = self.store.create(rt, ns, body, dry_run=dry_run, strict=strict)
             return aiohttp.web.json_response(created, status=201)
@@ -372,8 +374,14 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
             if content_type.startswith(APPLY_PATCH):
                 return self._server_side_apply(rt, ns, route, request, dry_run, strict)
             patched = self.store.patch(
-                rt, ns, route.name, body, content_type,
-                subresource=route.subresource, dry_run=dry_run, strict=strict,
+                rt,
+                ns,
+                route.name,
+                body,
+                content_type,
+                subresource=route.subresource,
+                dry_run=dry_run,
+                strict=strict,
             )
             return aiohttp.web.json_response(patched)
         if method == "DELETE":
@@ -405,7 +413,13 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
         )
 
     def _server_side_apply(
-        self, rt: ResourceType, ns: str, route: Route, request: kmock.Request, dry_run: bool, strict: bool
+        self,
+        rt: ResourceType,
+        ns: str,
+        route: Route,
+        request: kmock.Request,
+        dry_run: bool,
+        strict: bool,
     ) -> aiohttp.web.StreamResponse:
         try:
             applied = yaml.safe_load(request.text or "{}")
@@ -422,8 +436,14 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
             created = self.store.create(rt, ns, applied, dry_run=dry_run, strict=strict)
             return aiohttp.web.json_response(created, status=201)
         patched = self.store.patch(
-            rt, ns, route.name, applied, APPLY_PATCH,
-            subresource=route.subresource, dry_run=dry_run, strict=strict,
+            rt,
+            ns,
+            route.name,
+            applied,
+            APPLY_PATCH,
+            subresource=route.subresource,
+            dry_run=dry_run,
+            strict=strict,
         )
         return aiohttp.web.json_response(patched)
 
@@ -568,10 +588,8 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
         finally:
             self.store.remove_listener(listener)
             self._watch_queues.discard(queue)
-        try:
+        with contextlib.suppress(ConnectionResetError):
             await response.write_eof()
-        except ConnectionResetError:
-            pass
         return response
 
     @staticmethod

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import celpy
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
+from celpy import CELEvalError, json_to_cel  # type: ignore[attr-defined]
 
 _METADATA_KEYS = {"apiVersion", "kind", "metadata"}
 
@@ -168,12 +169,12 @@ def _cel(schema: dict[str, Any], value: Any, old: Any, path: str) -> list[Cause]
         uses_old = "oldSelf" in rule["rule"]
         if uses_old and old is None:
             continue  # transition rules run only on update
-        activation = {"self": celpy.json_to_cel(value)}
+        activation = {"self": json_to_cel(value)}
         if uses_old:
-            activation["oldSelf"] = celpy.json_to_cel(old)
+            activation["oldSelf"] = json_to_cel(old)
         try:
             ok = bool(_program(rule["rule"]).evaluate(activation))
-        except celpy.CELEvalError as exc:  # e.g. a field the rule reads is absent
+        except CELEvalError as exc:  # e.g. a field the rule reads is absent
             ok, message = False, f"{rule['message']} (rule could not be evaluated: {exc})"
         else:
             message = rule.get("message") or f"failed rule: {rule['rule']}"

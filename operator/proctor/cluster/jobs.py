@@ -73,7 +73,7 @@ def reconcile_job(job: dict[str, Any], pods: list[dict[str, Any]], now: datetime
         decision.delete = [p["metadata"]["name"] for p in active]
         status.update(
             active=0,
-            conditions=conditions + [_condition("Suspended", "JobSuspended", "Job suspended", now)],
+            conditions=[*conditions, _condition("Suspended", "JobSuspended", "Job suspended", now)],
         )
         status.pop("startTime", None)
         return decision
@@ -110,7 +110,8 @@ def reconcile_job(job: dict[str, Any], pods: list[dict[str, Any]], now: datetime
         )
     if succeeded_count >= completions:
         decision.delete = [p["metadata"]["name"] for p in active]
-        status["conditions"] = conditions + [
+        status["conditions"] = [
+            *conditions,
             _condition(
                 "SuccessCriteriaMet",
                 "CompletionsReached",

@@ -30,9 +30,11 @@ def apply_patch(target: dict[str, Any], patch: Any, content_type: str) -> dict[s
     if kind in (MERGE_PATCH, APPLY_PATCH):
         # Server-side apply is approximated as a merge of the applied fields: field ownership
         # (managedFields) is not tracked, so fields dropped from the applied config are kept.
-        return _merge(copy.deepcopy(target), patch, strategic=False)
+        merged: dict[str, Any] = _merge(copy.deepcopy(target), patch, strategic=False)
+        return merged
     if kind == STRATEGIC_MERGE_PATCH:
-        return _merge(copy.deepcopy(target), patch, strategic=True)
+        strategic: dict[str, Any] = _merge(copy.deepcopy(target), patch, strategic=True)
+        return strategic
     if kind == JSON_PATCH:
         try:
             result: dict[str, Any] = jsonpatch.apply_patch(target, patch)

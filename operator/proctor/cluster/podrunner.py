@@ -27,6 +27,7 @@ import contextlib
 import os
 import re
 import signal
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -290,8 +291,8 @@ class PodRunner:
         argv = list(container.get("command") or []) + list(container.get("args") or [])
         if not container.get("command"):
             raise ContainerConfigError(
-                f"container {container['name']!r} has no command: the emulated cluster runs commands, "
-                "not image entrypoints; give it `command` (and `args`)"
+                f"container {container['name']!r} has no command: the emulated cluster runs "
+                "commands, not image entrypoints; give it `command` (and `args`)"
             )
         mounts = {
             m["mountPath"]: volumes[m["name"]]
@@ -366,7 +367,7 @@ class PodRunner:
         if "fieldRef" in source:
             path = source["fieldRef"]["fieldPath"]
             if match := re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path):
-                return (meta.get(match.group(1)) or {}).get(match.group(2), "")
+                return str((meta.get(match.group(1)) or {}).get(match.group(2), ""))
             simple = {
                 "metadata.name": meta["name"],
                 "metadata.namespace": meta["namespace"],
@@ -380,12 +381,12 @@ class PodRunner:
                 raise ContainerConfigError(
                     f"fieldRef {path!r} is not supported by the emulated cluster"
                 )
-            return simple[path]
+            return str(simple[path])
         for plural, ref_key in (("secrets", "secretKeyRef"), ("configmaps", "configMapKeyRef")):
             if ref_key in source:
-                return self._object_data(
-                    plural, meta["namespace"], source[ref_key], source[ref_key]["key"]
-                )
+                ref = source[ref_key]
+                value = self._object_data(plural, meta["namespace"], ref, ref["key"])
+                return None if value is None else str(value)
         return None
 
     def _object_data(self, plural: str, ns: str, ref: dict[str, Any], key: str | None) -> Any:
@@ -453,6 +454,10 @@ def _expand(value: str, env: dict[str, str]) -> str:
     return _VAR_REF.sub(lambda m: env.get(m.group(1), m.group(0)), value)
 
 
+def _replace_with(local: str) -> Callable[[re.Match[str]], str]:
+    return lambda match: match.group(1) + local
+
+
 def _map_path(path: str, mounts: dict[str, Path]) -> str:
     for mount in sorted(mounts, key=len, reverse=True):
         if path == mount or path.startswith(mount.rstrip("/") + "/"):
@@ -474,13 +479,16 @@ def _rewriter(mounts: dict[str, Path], pod: dict[str, Any]) -> Any:
     # A mount path counts where a path can start: at the beginning, after whitespace, `=`, `:`,
     # a quote or a redirection, and only up to a path boundary (so /data does not match /database).
     patterns = [
-        (re.compile(rf"(^|[\s=:'\"<>(]){re.escape(mount.rstrip('/'))}(?=/|$|[\s'\";)])"), str(local))
+        (
+            re.compile(rf"(^|[\s=:'\"<>(]){re.escape(mount.rstrip('/'))}(?=/|$|[\s'\";)])"),
+            str(local),
+        )
         for mount, local in sorted(mounts.items(), key=lambda item: len(item[0]), reverse=True)
     ]
 
     def rewrite(value: str) -> str:
         for pattern, local in patterns:
-            value = pattern.sub(lambda m, local=local: m.group(1) + local, value)
+            value = pattern.sub(_replace_with(local), value)
         return host.sub("127.0.0.1", value) if host else value
 
     return rewrite

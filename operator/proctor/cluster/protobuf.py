@@ -2,7 +2,8 @@
 
 Typed client-go clients (helm's release storage, kubectl's imperative generators) write built-in
 objects as protobuf. This decodes request bodies of the few kinds they create here (Secret,
-ConfigMap, Namespace, and DeleteOptions) into their JSON form; responses are always JSON, which those clients accept.
+ConfigMap, Namespace, and DeleteOptions) into their JSON form; responses are always JSON, which
+those clients accept too.
 Field numbers are those of k8s.io/api's generated.proto.
 """
 
@@ -24,14 +25,16 @@ def decode_object(body: bytes) -> dict[str, Any]:
     """The JSON form of a protobuf-encoded Kubernetes object (runtime.Unknown envelope)."""
     if not body.startswith(MAGIC):
         raise ProtobufError("not a Kubernetes protobuf body (no k8s\\0 prefix)")
-    envelope = _fields(body[len(MAGIC):])
+    envelope = _fields(body[len(MAGIC) :])
     type_meta = _fields(_one(envelope, 1, b""))
     api_version = _text(_one(type_meta, 1, b""))
     kind = _text(_one(type_meta, 2, b""))
     raw = _fields(_one(envelope, 2, b""))
     decoder = _KINDS.get(kind)
     if decoder is None:
-        raise ProtobufError(f"{kind or 'this kind'} in protobuf is not supported; send JSON (kubectl apply -f)")
+        raise ProtobufError(
+            f"{kind or 'this kind'} in protobuf is not supported; send JSON (kubectl apply -f)"
+        )
     return {"apiVersion": api_version, "kind": kind, **decoder(raw)}
 
 
@@ -59,11 +62,11 @@ def _fields(data: bytes) -> Fields:
             value, pos = _varint(data, pos)
         elif wire == 2:
             length, pos = _varint(data, pos)
-            value, pos = data[pos:pos + length], pos + length
+            value, pos = data[pos : pos + length], pos + length
         elif wire == 1:
-            value, pos = data[pos:pos + 8], pos + 8
+            value, pos = data[pos : pos + 8], pos + 8
         elif wire == 5:
-            value, pos = data[pos:pos + 4], pos + 4
+            value, pos = data[pos : pos + 4], pos + 4
         else:
             raise ProtobufError(f"unsupported wire type {wire}")
         fields.setdefault(number, []).append(value)
@@ -90,7 +93,12 @@ def _map(fields: Fields, number: int, as_bytes: bool = False) -> dict[str, Any]:
 
 def _metadata(fields: Fields) -> dict[str, Any]:
     meta: dict[str, Any] = {}
-    for number, name in ((1, "name"), (2, "generateName"), (3, "namespace"), (6, "resourceVersion")):
+    for number, name in (
+        (1, "name"),
+        (2, "generateName"),
+        (3, "namespace"),
+        (6, "resourceVersion"),
+    ):
         if number in fields and _one(fields, number, b""):
             meta[name] = _text(_one(fields, number, b""))
     for number, name in ((11, "labels"), (12, "annotations")):

@@ -41,31 +41,32 @@ def label_selector(selector: str | None) -> Predicate:
     checks: list[Callable[[dict[str, str]], bool]] = []
     for term in _split_terms(selector):
         _check_term(term)
-        if match := _SET_TERM.match(term):
-            key, op, raw = match.groups()
-            values = {v.strip() for v in raw.split(",") if v.strip()}
-            if op == "in":
-                checks.append(lambda labels, k=key, vs=values: labels.get(k) in vs)
-            else:
-                checks.append(lambda labels, k=key, vs=values: labels.get(k) not in vs)
-        elif "!=" in term:
-            key, value = (p.strip() for p in term.split("!=", 1))
-            checks.append(lambda labels, k=key, v=value: labels.get(k) != v)
-        elif "=" in term:
-            key, value = (p.strip() for p in term.replace("==", "=").split("=", 1))
-            checks.append(lambda labels, k=key, v=value: labels.get(k) == v)
-        elif term.startswith("!"):
-            checks.append(lambda labels, k=term[1:].strip(): k not in labels)
-        elif re.fullmatch(r"[A-Za-z0-9_./-]+", term):
-            checks.append(lambda labels, k=term: k in labels)
-        else:
-            raise SelectorError(f"unable to parse requirement: {term!r}")
+        checks.append(_label_check(term))
 
     def matches(obj: dict[str, Any]) -> bool:
         labels = obj.get("metadata", {}).get("labels") or {}
         return all(check(labels) for check in checks)
 
     return matches
+
+
+def _label_check(term: str) -> Callable[[dict[str, str]], bool]:
+    if match := _SET_TERM.match(term):
+        key, op, raw = match.groups()
+        values = {v.strip() for v in raw.split(",") if v.strip()}
+        if op == "in":
+            return lambda labels: labels.get(key) in values
+        return lambda labels: labels.get(key) not in values
+    if "!=" in term:
+        key, value = (p.strip() for p in term.split("!=", 1))
+        return lambda labels: labels.get(key) != value
+    if "=" in term:
+        key, value = (p.strip() for p in term.replace("==", "=").split("=", 1))
+        return lambda labels: labels.get(key) == value
+    if term.startswith("!"):
+        absent = term[1:].strip()
+        return lambda labels: absent not in labels
+    return lambda labels: term in labels
 
 
 def _check_term(term: str) -> None:

@@ -13,6 +13,8 @@ every write is atomic and events come out in resourceVersion order.
 from __future__ import annotations
 
 import base64
+import builtins
+import contextlib
 import copy
 import secrets
 import uuid
@@ -69,7 +71,7 @@ class Store:
 
     # ---- resource types ----------------------------------------------------------------------
 
-    def types(self) -> list[ResourceType]:
+    def types(self) -> builtins.list[ResourceType]:
         return list(self._types.values())
 
     def type(self, group: str, version: str, plural: str) -> ResourceType:
@@ -104,7 +106,7 @@ class Store:
         rt: ResourceType,
         namespace: str,
         matches: Predicate = lambda obj: True,
-    ) -> list[Object]:
+    ) -> builtins.list[Object]:
         """Objects of `rt` in `namespace` ("" = all namespaces), oldest name first."""
         items = [
             self._view(rt, obj)
@@ -113,7 +115,7 @@ class Store:
         ]
         return items
 
-    def events_since(self, rt: ResourceType, resource_version: int) -> list[WatchEvent]:
+    def events_since(self, rt: ResourceType, resource_version: int) -> builtins.list[WatchEvent]:
         """Changes of `rt` after `resource_version`; 410 Gone if history no longer reaches it."""
         if resource_version < self._compacted_rv:
             raise errors.gone(
@@ -257,9 +259,12 @@ class Store:
         if rt.key == ("", "namespaces"):
             return self._terminate_namespace(rt, obj)
         finalizers = list(meta.get("finalizers") or [])
-        if policy == "foreground" and self._dependents(meta["uid"]):
-            if FOREGROUND not in finalizers:
-                finalizers.append(FOREGROUND)
+        if (
+            policy == "foreground"
+            and self._dependents(meta["uid"])
+            and FOREGROUND not in finalizers
+        ):
+            finalizers.append(FOREGROUND)
         if finalizers:
             if meta.get("deletionTimestamp") and meta.get("finalizers") == finalizers:
                 return self._view(rt, obj)
@@ -334,7 +339,10 @@ class Store:
     def _admit(self, rt: ResourceType, obj: Object, old: Object | None, strict: bool) -> None:
         if rt.key == ("", "secrets") and "stringData" in obj:
             # As the real server: stringData is write-only, folded into data (base64).
-            encoded = {k: base64.b64encode(str(v).encode()).decode() for k, v in obj.pop("stringData").items()}
+            encoded = {
+                k: base64.b64encode(str(v).encode()).decode()
+                for k, v in obj.pop("stringData").items()
+            }
             obj["data"] = {**(obj.get("data") or {}), **encoded}
         if rt.schema is None:
             if rt.key == ("apiextensions.k8s.io", "customresourcedefinitions"):
@@ -364,7 +372,8 @@ class Store:
                     {
                         "reason": "FieldValueInvalid",
                         "field": "metadata.name",
-                        "message": f'Invalid value: "{crd["metadata"].get("name")}": must be spec.names.plural+"."+spec.group',
+                        "message": f'Invalid value: "{crd["metadata"].get("name")}": '
+                        'must be spec.names.plural+"."+spec.group',
                     }
                 ],
             )
@@ -432,7 +441,7 @@ class Store:
         spec = crd.get("spec", {})
         self._objects.pop((spec.get("group", ""), spec.get("names", {}).get("plural", "")), None)
 
-    def _dependents(self, uid: str) -> list[tuple[ResourceType, Object]]:
+    def _dependents(self, uid: str) -> builtins.list[tuple[ResourceType, Object]]:
         found = []
         for rt in self._unique_types():
             for obj in self._objects[rt.key].values():
@@ -452,10 +461,8 @@ class Store:
 
     def _delete_quietly(self, rt: ResourceType, obj: Object, policy: str) -> None:
         meta = obj["metadata"]
-        try:
+        with contextlib.suppress(errors.ApiError):  # already gone: removed by another path
             self.delete(rt, meta.get("namespace", ""), meta["name"], propagation=policy)
-        except errors.ApiError:
-            pass  # already gone: another path of the cascade removed it
 
     def _settle(self) -> None:
         """Finish foreground deletions whose dependents are gone, and terminating namespaces
@@ -499,7 +506,7 @@ class Store:
         self._settle()
         return self._view(rt, obj)
 
-    def _in_namespace(self, namespace: str) -> list[tuple[ResourceType, Object]]:
+    def _in_namespace(self, namespace: str) -> builtins.list[tuple[ResourceType, Object]]:
         return [
             (rt, obj)
             for rt in self._unique_types()
@@ -521,7 +528,8 @@ class Store:
             raise errors.forbidden(
                 rt,
                 name,
-                f"unable to create new content in namespace {namespace} because it is being terminated",
+                f"unable to create new content in namespace {namespace} because it is being "
+                "terminated",
             )
 
     def _unique_types(self) -> Iterator[ResourceType]:

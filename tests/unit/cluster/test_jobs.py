@@ -10,9 +10,13 @@ NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
 def _job(**spec) -> dict:
-    template = {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "command": ["true"]}]}}
-    return {"metadata": {"name": "j", "namespace": "default", "uid": "u-1"},
-            "spec": {"template": template, **spec}}
+    template = {
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "command": ["true"]}]}
+    }
+    return {
+        "metadata": {"name": "j", "namespace": "default", "uid": "u-1"},
+        "spec": {"template": template, **spec},
+    }
 
 
 def _pod(name: str, phase: str, index: int | None = None) -> dict:

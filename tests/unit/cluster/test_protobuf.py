@@ -31,12 +31,18 @@ def _envelope(api_version: str, kind: str, raw: bytes) -> bytes:
 
 def test_a_helm_release_secret_decodes_to_json():
     metadata = _field(1, b"sh.helm.release.v1.proctor.v1") + _entry(11, "owner", b"helm")
-    raw = _field(1, metadata) + _entry(2, "release", b"\x00\x01binary") + _field(3, b"helm.sh/release.v1")
+    raw = (
+        _field(1, metadata)
+        + _entry(2, "release", b"\x00\x01binary")
+        + _field(3, b"helm.sh/release.v1")
+    )
     obj = decode_object(_envelope("v1", "Secret", raw))
     assert obj == {
-        "apiVersion": "v1", "kind": "Secret",
+        "apiVersion": "v1",
+        "kind": "Secret",
         "metadata": {"name": "sh.helm.release.v1.proctor.v1", "labels": {"owner": "helm"}},
-        "data": {"release": "AAFiaW5hcnk="}, "type": "helm.sh/release.v1",
+        "data": {"release": "AAFiaW5hcnk="},
+        "type": "helm.sh/release.v1",
     }
 
 

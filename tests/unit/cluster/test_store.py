@@ -80,7 +80,14 @@ def test_status_subresource_splits_spec_and_status_writes(store):
     manifest["status"] = {"phase": "Passed"}
     created = store.create(vps, "default", manifest)
     assert "status" not in created, "status is ignored on create"
-    store.patch(vps, "default", "digits-mlp-check", {"status": {"phase": "Running"}, "spec": {"layers": {"l3": {"steps": 7}}}}, MERGE, subresource="status")
+    store.patch(
+        vps,
+        "default",
+        "digits-mlp-check",
+        {"status": {"phase": "Running"}, "spec": {"layers": {"l3": {"steps": 7}}}},
+        MERGE,
+        subresource="status",
+    )
     obj = store.get(vps, "default", "digits-mlp-check")
     assert obj["status"] == {"phase": "Running"}
     assert obj["spec"]["layers"]["l3"]["steps"] == 5
@@ -88,7 +95,9 @@ def test_status_subresource_splits_spec_and_status_writes(store):
 
 def test_custom_resources_get_schema_defaults(store):
     vps = store.type("proctor.dev", "v1alpha1", "validationpyramids")
-    obj = store.create(vps, "default", yaml.safe_load((REPO / "examples/digits/pyramid.yaml").read_text()))
+    obj = store.create(
+        vps, "default", yaml.safe_load((REPO / "examples/digits/pyramid.yaml").read_text())
+    )
     assert obj["spec"]["layers"]["l2"]["targetLossRatio"] == 0.1
     assert obj["spec"]["layers"]["l2"]["maxSteps"] == 300
 
@@ -115,8 +124,14 @@ def test_finalizers_hold_deletion_until_removed(store):
 
 
 def _owned(store: Store, owner: dict, name: str) -> dict:
-    ref = {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": owner["metadata"]["name"],
-           "uid": owner["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
+    ref = {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
     return _configmap(store, name, ownerReferences=[ref])
 
 
@@ -142,7 +157,12 @@ def test_orphan_propagation_keeps_dependents_without_the_reference(store):
 def test_foreground_deletion_waits_for_a_dependent_with_a_finalizer(store):
     cms = store.type("", "v1", "configmaps")
     owner = _configmap(store, "owner")
-    ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["metadata"]["uid"]}
+    ref = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "name": "owner",
+        "uid": owner["metadata"]["uid"],
+    }
     _configmap(store, "child", ownerReferences=[ref], finalizers=["hold"])
     store.delete(cms, "default", "owner", propagation="Foreground")
     assert "foregroundDeletion" in store.get(cms, "default", "owner")["metadata"]["finalizers"]
@@ -175,7 +195,9 @@ def test_a_terminating_namespace_refuses_new_objects(store):
 def test_deleting_a_crd_removes_its_resource_and_objects(store):
     crds = store.type("apiextensions.k8s.io", "v1", "customresourcedefinitions")
     vps = store.type("proctor.dev", "v1alpha1", "validationpyramids")
-    store.create(vps, "default", yaml.safe_load((REPO / "examples/digits/pyramid.yaml").read_text()))
+    store.create(
+        vps, "default", yaml.safe_load((REPO / "examples/digits/pyramid.yaml").read_text())
+    )
     store.delete(crds, "", "validationpyramids.proctor.dev")
     with pytest.raises(ApiError) as unknown:
         store.type("proctor.dev", "v1alpha1", "validationpyramids")
@@ -196,7 +218,9 @@ def test_watch_history_replays_changes_and_expires_with_410(store):
 
 def test_secret_string_data_is_stored_as_base64_data(store):
     secrets = store.type("", "v1", "secrets")
-    obj = store.create(secrets, "default", {"metadata": {"name": "s"}, "stringData": {"token": "abc"}})
+    obj = store.create(
+        secrets, "default", {"metadata": {"name": "s"}, "stringData": {"token": "abc"}}
+    )
     assert obj["data"] == {"token": "YWJj"}
     assert "stringData" not in obj
 
