@@ -298,3 +298,22 @@ def test_namespace_deletion_removes_everything_in_it(with_crds):
     assert (
         with_crds.kubectl("get", "exp", "-A", "-o", "name").stdout.count("digits-mlp-baseline") == 1
     )
+
+
+def test_replace_needs_the_current_resource_version(with_crds):
+    with_crds.kubectl("apply", "-f", "examples/digits/pyramid.yaml")
+    current = yaml.safe_load(
+        with_crds.kubectl("get", "vp", "digits-mlp-check", "-o", "yaml").stdout
+    )
+    current["spec"]["layers"]["l2"]["samples"] = 512
+    with_crds.kubectl("replace", "-f", "-", input=yaml.safe_dump(current))
+    assert (
+        with_crds.kubectl(
+            "get", "vp", "digits-mlp-check", "-o", "jsonpath={.spec.layers.l2.samples}"
+        ).stdout
+        == "512"
+    )
+    current["spec"]["layers"]["l2"]["samples"] = 128  # still the old resourceVersion
+    stale = with_crds.kubectl("replace", "-f", "-", input=yaml.safe_dump(current), check=False)
+    assert stale.returncode != 0
+    assert "the object has been modified" in stale.stderr

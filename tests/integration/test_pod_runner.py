@@ -204,3 +204,41 @@ def test_secret_values_reach_the_environment(cluster):
     cluster.kubectl("wait", "--for=condition=complete", "job/secret-env", "--timeout=60s")
     [pod] = _pods(cluster, "secret-env")
     assert cluster.kubectl("logs", pod["metadata"]["name"]).stdout == "14\n"
+
+
+def test_plain_init_containers_run_first_and_in_order(cluster):
+    def step(name: str, text: str) -> dict:
+        return {
+            "name": name,
+            "image": "runner",
+            "command": ["sh", "-c", f"echo {text} >> $(OUT)"],
+            "env": [{"name": "OUT", "value": "/work/order.txt"}],
+            "volumeMounts": [{"name": "work", "mountPath": "/work"}],
+        }
+
+    pod_spec = {
+        "volumes": [{"name": "work", "emptyDir": {}}],
+        "initContainers": [step("fetch", "first"), step("unpack", "second")],
+        "containers": [
+            {**step("main", "third"), "command": ["sh", "-c", "echo third >> $(OUT); cat $(OUT)"]}
+        ],
+    }
+    cluster.kubectl("apply", "-f", "-", input=_job("ordered", pod_spec))
+    cluster.kubectl("wait", "--for=condition=complete", "job/ordered", "--timeout=60s")
+    [pod] = _pods(cluster, "ordered")
+    assert (
+        cluster.kubectl("logs", pod["metadata"]["name"], "-c", "main").stdout
+        == "first\nsecond\nthird\n"
+    )
+    assert [
+        s["state"]["terminated"]["exitCode"] for s in pod["status"]["initContainerStatuses"]
+    ] == [0, 0]
+
+
+def test_a_container_without_a_command_fails_with_a_message_that_says_why(cluster):
+    pod_spec = {"containers": [{"name": "c", "image": "busybox"}]}
+    cluster.kubectl("apply", "-f", "-", input=_job("no-command", pod_spec))
+    cluster.kubectl("wait", "--for=condition=failed", "job/no-command", "--timeout=30s")
+    [pod] = _pods(cluster, "no-command")
+    assert pod["status"]["reason"] == "CreateContainerConfigError"
+    assert "not image entrypoints" in pod["status"]["message"]
