@@ -14,35 +14,6 @@ from pydantic import BaseModel
 
 _DROPPED = frozenset({"title", "examples", "$defs"})
 _SCALARS = (str, int, float, bool)
-# Keywords copied as they are: what apiextensions/v1 JSONSchemaProps means the same way as JSON
-# Schema. Anything else pydantic emits is refused, naming the field, rather than passed through.
-_COPIED = frozenset(
-    {
-        "description",
-        "type",
-        "format",
-        "enum",
-        "default",
-        "nullable",
-        "minimum",
-        "maximum",
-        "minLength",
-        "maxLength",
-        "pattern",
-        "minItems",
-        "maxItems",
-        "minProperties",
-        "maxProperties",
-        "required",
-        "anyOf",
-        "x-kubernetes-int-or-string",
-        "x-kubernetes-preserve-unknown-fields",
-        "x-kubernetes-list-type",
-        "x-kubernetes-list-map-keys",
-        "x-kubernetes-map-type",
-        "x-kubernetes-validations",
-    }
-)
 # Formats the API server validates with the same meaning pydantic gives them.
 _FORMATS = frozenset({"date-time", "date", "byte", "int32", "int64", "float", "double", "uuid"})
 _FIX_HINTS = {
@@ -84,8 +55,19 @@ _KEY_ORDER = (
     "x-kubernetes-preserve-unknown-fields",
     "x-kubernetes-list-type",
     "x-kubernetes-list-map-keys",
+    "x-kubernetes-map-type",
     "x-kubernetes-validations",
 )
+# Keywords copied as they are: what apiextensions/v1 JSONSchemaProps means the same way as JSON
+# Schema. The structural ones are rebuilt by _convert; anything else pydantic emits is refused,
+# naming the field, rather than passed through.
+_COPIED = frozenset(_KEY_ORDER) - {
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "properties",
+    "additionalProperties",
+    "items",
+}
 
 
 class SchemaError(ValueError):

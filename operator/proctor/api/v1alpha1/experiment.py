@@ -16,7 +16,6 @@ from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from proctor.api.v1alpha1._base import (
     LONG_TEXT,
-    MAX_NAME_LENGTH,
     NAME_LENGTH_RULE,
     NAME_TOO_LONG,
     SHORT_TEXT,
@@ -33,7 +32,7 @@ from proctor.api.v1alpha1._base import (
 from proctor.api.v1alpha1.code import CodeSpec
 from proctor.api.v1alpha1.compute import Resources, Scheduling, TrainingResources
 from proctor.api.v1alpha1.conditions import Condition
-from proctor.api.v1alpha1.metadata import ObjectMeta
+from proctor.api.v1alpha1.metadata import TopLevelObject
 from proctor.api.v1alpha1.pyramid import LayerName, PyramidLayers, PyramidPhase
 
 UNBOUNDED_BUDGET = "set maxSteps, maxDuration or both: an unbounded run wastes GPU time"
@@ -511,7 +510,7 @@ CONCLUSION_TOO_EARLY = (
 )
 
 
-class Experiment(ApiModel):
+class Experiment(TopLevelObject):
     """An ML experiment: a hypothesis, code validated by the pyramid, a watched training run, and a
     conclusion."""
 
@@ -519,15 +518,8 @@ class Experiment(ApiModel):
         default="proctor.dev/v1alpha1", alias="apiVersion"
     )
     kind: Literal["Experiment"] = Field(default="Experiment")
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: ExperimentSpec
     status: ExperimentStatus | None = None
-
-    @model_validator(mode="after")
-    def _name_fits_derived_names(self) -> Experiment:
-        if self.metadata.name and len(self.metadata.name) > MAX_NAME_LENGTH:
-            raise ValueError(NAME_TOO_LONG)
-        return self
 
     model_config = ConfigDict(
         json_schema_extra=cel_rules(

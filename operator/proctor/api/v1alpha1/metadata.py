@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from pydantic import ConfigDict, Field
+from typing import Self
 
-from proctor.api.v1alpha1._base import FREE_FORM, ApiModel, ObjectName
+from pydantic import ConfigDict, Field, model_validator
+
+from proctor.api.v1alpha1._base import (
+    FREE_FORM,
+    MAX_NAME_LENGTH,
+    NAME_TOO_LONG,
+    ApiModel,
+    ObjectName,
+)
 
 
 class ObjectMeta(ApiModel):
@@ -20,3 +28,16 @@ class ObjectMeta(ApiModel):
     labels: dict[str, str] = Field(default_factory=dict, description="Labels.")
     annotations: dict[str, str] = Field(default_factory=dict, description="Annotations.")
     generation: int | None = Field(default=None, description="Bumped on every spec change.")
+
+
+class TopLevelObject(ApiModel):
+    """What every Proctor resource has: metadata, with a name that fits the names derived from it
+    (the API server enforces the same with a CEL rule, NAME_LENGTH_RULE)."""
+
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+
+    @model_validator(mode="after")
+    def _name_fits_derived_names(self) -> Self:
+        if self.metadata.name and len(self.metadata.name) > MAX_NAME_LENGTH:
+            raise ValueError(NAME_TOO_LONG)
+        return self

@@ -15,7 +15,6 @@ from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from proctor.api.v1alpha1._base import (
     LONG_TEXT,
-    MAX_NAME_LENGTH,
     NAME_LENGTH_RULE,
     NAME_TOO_LONG,
     ApiModel,
@@ -29,7 +28,7 @@ from proctor.api.v1alpha1._base import (
 from proctor.api.v1alpha1.code import CodeSpec
 from proctor.api.v1alpha1.compute import Resources, Scheduling
 from proctor.api.v1alpha1.conditions import Condition
-from proctor.api.v1alpha1.metadata import ObjectMeta
+from proctor.api.v1alpha1.metadata import TopLevelObject
 
 GRAD_BOUNDS_ORDER = "minGradNorm must be below maxGradNorm"
 PYRAMID_SPEC_FROZEN = (
@@ -334,7 +333,7 @@ class ValidationPyramidStatus(ApiModel):
     )
 
 
-class ValidationPyramid(ApiModel):
+class ValidationPyramid(TopLevelObject):
     """A run of the validation pyramid (L0 efficiency, L1 health, L2 overfit, L3 end to end)
     against training code, before it may spend GPU time."""
 
@@ -342,15 +341,8 @@ class ValidationPyramid(ApiModel):
         default="proctor.dev/v1alpha1", alias="apiVersion"
     )
     kind: Literal["ValidationPyramid"] = Field(default="ValidationPyramid")
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: ValidationPyramidSpec
     status: ValidationPyramidStatus | None = None
-
-    @model_validator(mode="after")
-    def _name_fits_derived_names(self) -> ValidationPyramid:
-        if self.metadata.name and len(self.metadata.name) > MAX_NAME_LENGTH:
-            raise ValueError(NAME_TOO_LONG)
-        return self
 
     model_config = ConfigDict(
         json_schema_extra=cel_rules(
