@@ -133,10 +133,14 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _running_pid(pid_file: Path) -> int | None:
+    """The pid of our `cluster serve` process, or None (never another process that reuses it)."""
     try:
         pid = int(pid_file.read_text())
         os.kill(pid, 0)
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except (OSError, ValueError):
+        return None
+    if b"serve" not in command or not any(b"proctor" in part for part in command):
         return None
     try:  # a zombie child of ours counts as stopped
         if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":

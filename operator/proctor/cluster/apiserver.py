@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from proctor.cluster.patches import APPLY_PATCH
 from proctor.cluster.selectors import SelectorError, field_selector, label_selector
 from proctor.cluster.store import Store, WatchEvent
 
+logger = logging.getLogger(__name__)
 SERVER_VERSION = {
     "major": "1",
     "minor": "37",
@@ -89,6 +91,7 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
     bookmark_interval: float = 5.0
     log_source: LogSource | None = None
     recorded_requests: int = 100
+    watch_queue_limit: int = 10_000
     _watch_queues: set[asyncio.Queue[Any]] = attrs.field(factory=set, init=False)
     _builtin_reactions: int = attrs.field(default=0, init=False)
 
@@ -282,6 +285,12 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
             return self._error(exc)
         except SelectorError as exc:
             return self._error(errors.bad_request(str(exc)))
+        except Exception:  # a bug of ours: say so as a Status, keep the traceback in our log
+            logger.exception("emulated API server: %s %s failed", request.method, path)
+            internal = errors.ApiError(
+                500, "InternalError", "the emulated API server failed on this request; see its log"
+            )
+            return self._error(internal)
 
     async def _serve_openapi(self, path: str) -> aiohttp.web.StreamResponse:
         types = self.store.types()
@@ -459,24 +468,22 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
             raise errors.bad_request(
                 f'container "{container}" in pod "{pod}" has no logs: no pod runner'
             )
+        tail = _int_param(request.params, "tailLines")
         text, finished = self.log_source(ns, pod, container)
-        tail = request.params.get("tailLines")
         if request.params.get("follow") not in ("true", "1") or finished:
             if tail is not None:
-                text = "".join(text.splitlines(keepends=True)[-int(tail) :])
+                text = "".join(text.splitlines(keepends=True)[-tail:] if tail else [])
             return aiohttp.web.Response(text=text, content_type="text/plain")
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "text/plain"})
-        assert request._raw_request is not None
-        await response.prepare(request._raw_request)
-        sent = 0
-        while True:
+        await response.prepare(_raw(request))
+        sent = len(text)
+        await response.write(text.encode())
+        while not finished:
+            await asyncio.sleep(0.2)
             text, finished = self.log_source(ns, pod, container)
             if len(text) > sent:
                 await response.write(text[sent:].encode())
                 sent = len(text)
-            if finished:
-                break
-            await asyncio.sleep(0.2)
         await response.write_eof()
         return response
 
@@ -488,11 +495,19 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
         matches: Callable[[dict[str, Any]], bool],
     ) -> aiohttp.web.StreamResponse:
         params = request.params
-        queue: asyncio.Queue[Any] = asyncio.Queue()
+        timeout = _int_param(params, "timeoutSeconds")
+        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.watch_queue_limit)
+        overflowed = False
 
         def listener(event: WatchEvent) -> None:
-            if event.key == rt.key:
-                queue.put_nowait(event)
+            nonlocal overflowed
+            if event.key == rt.key and not overflowed:
+                try:
+                    queue.put_nowait(event)
+                except asyncio.QueueFull:
+                    # A watcher this far behind is closed rather than handed a gap, as the real
+                    # server does; its client lists again and watches from there.
+                    overflowed = True
 
         rv_param = params.get("resourceVersion") or "0"
         initial_events = params.get("sendInitialEvents") == "true"
@@ -516,11 +531,10 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
                 ]
                 last = self.store.resource_version
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
-        assert request._raw_request is not None
         self.store.add_listener(listener)
         self._watch_queues.add(queue)
         try:
-            await response.prepare(request._raw_request)
+            await response.prepare(_raw(request))
             as_table = self._wants_table(request)
             include = params.get("includeObject", "Metadata")
             first_table = True
@@ -552,17 +566,20 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
                 await response.write(
                     json.dumps({"type": "BOOKMARK", "object": end}).encode() + b"\n"
                 )
-            timeout = float(params["timeoutSeconds"]) if params.get("timeoutSeconds") else None
             deadline = time.monotonic() + timeout if timeout else None
             bookmarks = params.get("allowWatchBookmarks") in ("true", "1")
             while True:
-                wait = self.bookmark_interval if bookmarks else 3600.0
+                # Without bookmarks, still wake up now and then to notice a client that left.
+                wait = self.bookmark_interval if bookmarks else 30.0
                 if deadline is not None:
                     wait = min(wait, max(0.0, deadline - time.monotonic()))
                 try:
                     event = await asyncio.wait_for(queue.get(), wait)
                 except TimeoutError:
                     if deadline is not None and time.monotonic() >= deadline:
+                        break
+                    transport = _raw(request).transport
+                    if transport is None or transport.is_closing():
                         break
                     if bookmarks:
                         mark = {
@@ -574,7 +591,7 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
                             json.dumps({"type": "BOOKMARK", "object": mark}).encode() + b"\n"
                         )
                     continue
-                if event is _STOP:
+                if event is _STOP or overflowed:
                     break
                 if (
                     event.resource_version <= last
@@ -583,8 +600,8 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
                 ):
                     continue
                 await send(event.type, event.object)
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except ConnectionResetError:
+            pass  # the client went away
         finally:
             self.store.remove_listener(listener)
             self._watch_queues.discard(queue)
@@ -616,3 +633,25 @@ def _not_found() -> kmock.KubernetesError:
             "causes": [{"reason": "UnexpectedServerResponse", "message": "404 page not found"}]
         },
     )
+
+
+def _raw(request: kmock.Request) -> aiohttp.web.BaseRequest:
+    """The aiohttp request behind a kmock request (needed to stream a response)."""
+    raw = request._raw_request
+    if raw is None:
+        raise RuntimeError("a streamed response needs the HTTP request kmock received")
+    return raw
+
+
+def _int_param(params: Any, name: str) -> int | None:
+    """A non-negative integer query parameter, checked before any response is started."""
+    value = params.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise errors.bad_request(f"{name} must be a non-negative integer, got {value!r}")
+    return number

@@ -71,10 +71,13 @@ def reconcile_job(job: dict[str, Any], pods: list[dict[str, Any]], now: datetime
 
     if spec.get("suspend"):
         decision.delete = [p["metadata"]["name"] for p in active]
-        status.update(
-            active=0,
-            conditions=[*conditions, _condition("Suspended", "JobSuspended", "Job suspended", now)],
+        # Keep an existing Suspended condition as it is: re-stamping it would rewrite the Job
+        # (and wake every watcher) on each pass.
+        suspended = next(
+            (c for c in status.get("conditions") or [] if c.get("type") == "Suspended"),
+            _condition("Suspended", "JobSuspended", "Job suspended", now),
         )
+        status.update(active=0, conditions=[*conditions, suspended])
         status.pop("startTime", None)
         return decision
 

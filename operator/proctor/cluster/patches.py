@@ -21,12 +21,18 @@ APPLY_PATCH = "application/apply-patch+yaml"
 
 
 class PatchError(ValueError):
-    """A patch that cannot be applied; becomes a 422 (bad JSON patch) or 415 (unknown type)."""
+    """A patch that cannot be applied to the object; becomes a 422."""
+
+
+class UnsupportedPatchTypeError(PatchError):
+    """A Content-Type that is not a patch format; becomes a 415."""
 
 
 def apply_patch(target: dict[str, Any], patch: Any, content_type: str) -> dict[str, Any]:
     """`target` with `patch` applied; `target` itself is not modified."""
     kind = content_type.split(";")[0].strip().lower()
+    if kind in (MERGE_PATCH, APPLY_PATCH, STRATEGIC_MERGE_PATCH) and not isinstance(patch, dict):
+        raise PatchError("a merge patch is a JSON object")
     if kind in (MERGE_PATCH, APPLY_PATCH):
         # Server-side apply is approximated as a merge of the applied fields: field ownership
         # (managedFields) is not tracked, so fields dropped from the applied config are kept.
@@ -36,14 +42,16 @@ def apply_patch(target: dict[str, Any], patch: Any, content_type: str) -> dict[s
         strategic: dict[str, Any] = _merge(copy.deepcopy(target), patch, strategic=True)
         return strategic
     if kind == JSON_PATCH:
+        if not isinstance(patch, list):
+            raise PatchError("a JSON patch is a list of operations")
         try:
             result: dict[str, Any] = jsonpatch.apply_patch(target, patch)
         except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
             raise PatchError(f"the JSON patch cannot be applied: {exc}") from None
         return result
-    raise PatchError(
-        f"unsupported patch type {content_type!r}: use {MERGE_PATCH}, {JSON_PATCH} or "
-        f"{STRATEGIC_MERGE_PATCH} (server-side apply is not emulated)"
+    raise UnsupportedPatchTypeError(
+        f"unsupported patch type {content_type!r}: use {MERGE_PATCH}, {JSON_PATCH}, "
+        f"{STRATEGIC_MERGE_PATCH} or {APPLY_PATCH}"
     )
 
 

@@ -24,8 +24,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
 import os
 import re
+import shutil
 import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -37,6 +39,7 @@ from proctor.cluster.jobs import reconcile_job
 from proctor.cluster.store import Store, WatchEvent, now_rfc3339
 
 MAX_TERMINATION_MESSAGE = 4096
+logger = logging.getLogger(__name__)
 _FALLBACK_LOG_LINES = 80
 _VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
@@ -63,8 +66,9 @@ class PodRunner:
         self.grace_seconds = grace_seconds
         self.tick_seconds = tick_seconds
         self._wakeup = asyncio.Event()
-        self._pods: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self._finished_logs: set[tuple[str, str, str]] = set()
+        # Keyed by pod uid: a pod deleted and created again under its name is a new pod.
+        self._pods: dict[str, asyncio.Task[None]] = {}
+        self._finished: set[tuple[str, str]] = set()  # (pod uid, container) that have exited
         self._loop_task: asyncio.Task[None] | None = None
         self._pods_type = store.type("", "v1", "pods")
         self._jobs_type = store.type("batch", "v1", "jobs")
@@ -77,6 +81,7 @@ class PodRunner:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        """Stop the loop, then every pod's processes (each pod task stops its own)."""
         self.store.remove_listener(self._on_event)
         if self._loop_task is not None:
             self._loop_task.cancel()
@@ -90,12 +95,11 @@ class PodRunner:
         """What `pods/log` serves: the container's output so far, and whether it has exited."""
         if container is None:
             raise errors.bad_request(f"a container name must be given for pod {pod}")
+        uid = self.store.get(self._pods_type, namespace, pod)["metadata"]["uid"]
         path = self._pod_dir(namespace, pod) / "logs" / f"{container}.log"
         text = path.read_text(errors="replace") if path.exists() else ""
-        return text, (namespace, pod, container) in self._finished_logs or (
-            namespace,
-            pod,
-        ) not in self._pods
+        running = uid in self._pods and not self._pods[uid].done()
+        return text, (uid, container) in self._finished or not running
 
     def _on_event(self, event: WatchEvent) -> None:
         if event.key in (("batch", "jobs"), ("", "pods")):
@@ -103,7 +107,10 @@ class PodRunner:
 
     async def _loop(self) -> None:
         while True:
-            self._reconcile()
+            try:
+                self._reconcile()
+            except Exception:  # never let one bad object stop every pod of the cluster
+                logger.exception("pod runner: reconciling failed; retrying on the next change")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), self.tick_seconds)
             self._wakeup.clear()
@@ -113,50 +120,89 @@ class PodRunner:
     def _reconcile(self) -> None:
         now = datetime.now(UTC)
         pods = self.store.list(self._pods_type, "")
+        by_owner: dict[str, list[dict[str, Any]]] = {}
+        for pod in pods:
+            for ref in pod["metadata"].get("ownerReferences") or []:
+                by_owner.setdefault(ref.get("uid", ""), []).append(pod)
         for job in self.store.list(self._jobs_type, ""):
-            uid = job["metadata"]["uid"]
-            owned = [
-                p
-                for p in pods
-                if any(r.get("uid") == uid for r in p["metadata"].get("ownerReferences") or [])
-            ]
-            decision = reconcile_job(job, owned, now)
-            ns = job["metadata"]["namespace"]
-            for name in decision.delete:
-                with contextlib.suppress(errors.ApiError):
-                    self.store.delete(self._pods_type, ns, name, propagation="background")
-            for pod in decision.create:
-                self.store.create(self._pods_type, ns, pod)
-            if decision.status != (job.get("status") or {}):
-                with contextlib.suppress(errors.ApiError):
-                    self.store.update(
-                        self._jobs_type,
-                        ns,
-                        job["metadata"]["name"],
-                        {**job, "status": decision.status},
-                        subresource="status",
-                    )
+            try:
+                self._reconcile_job(job, by_owner.get(job["metadata"]["uid"], []), now)
+            except Exception as exc:  # a malformed Job fails alone, with a reason
+                logger.exception(
+                    "pod runner: job %s/%s", job["metadata"]["namespace"], job["metadata"]["name"]
+                )
+                self._fail_job(job, f"the emulated Job controller cannot run this Job: {exc!r}")
         live = set()
-        for pod in self.store.list(self._pods_type, ""):
-            key = (pod["metadata"]["namespace"], pod["metadata"]["name"])
-            live.add(key)
+        for pod in pods:
+            uid = pod["metadata"]["uid"]
+            live.add(uid)
             if (
-                key not in self._pods
+                uid not in self._pods
                 and pod.get("status", {}).get("phase") == "Pending"
                 and not pod["metadata"].get("deletionTimestamp")
             ):
-                self._pods[key] = asyncio.create_task(
-                    self._run_pod(pod), name=f"pod {key[0]}/{key[1]}"
+                key = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
+                self._pods[uid] = asyncio.create_task(self._run_pod(pod), name=f"pod {key}")
+        for uid, task in list(self._pods.items()):
+            if uid not in live:
+                if not task.done():
+                    task.cancel()  # the pod was deleted: its task stops its processes
+                else:
+                    del self._pods[uid]
+                    self._finished = {f for f in self._finished if f[0] != uid}
+
+    def _reconcile_job(
+        self, job: dict[str, Any], owned: list[dict[str, Any]], now: datetime
+    ) -> None:
+        decision = reconcile_job(job, owned, now)
+        ns = job["metadata"]["namespace"]
+        for name in decision.delete:
+            with contextlib.suppress(errors.ApiError):
+                self.store.delete(self._pods_type, ns, name, propagation="background")
+        for pod in decision.create:
+            self.store.create(self._pods_type, ns, pod)
+        if decision.status != (job.get("status") or {}):
+            with contextlib.suppress(errors.ApiError):
+                self.store.update(
+                    self._jobs_type,
+                    ns,
+                    job["metadata"]["name"],
+                    {**job, "status": decision.status},
+                    subresource="status",
                 )
-        for key, task in list(self._pods.items()):
-            if key not in live and not task.done():
-                task.cancel()  # the pod was deleted: stop its processes
+
+    def _fail_job(self, job: dict[str, Any], message: str) -> None:
+        stamp = now_rfc3339()
+        failed = {
+            "type": "Failed",
+            "status": "True",
+            "reason": "InvalidJob",
+            "message": message,
+            "lastProbeTime": stamp,
+            "lastTransitionTime": stamp,
+        }
+        status = {**(job.get("status") or {}), "conditions": [failed]}
+        with contextlib.suppress(errors.ApiError):
+            self.store.update(
+                self._jobs_type,
+                job["metadata"]["namespace"],
+                job["metadata"]["name"],
+                {**job, "status": status},
+                subresource="status",
+            )
 
     async def _run_pod(self, pod: dict[str, Any]) -> None:
-        ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+        ns, name, uid = (
+            pod["metadata"]["namespace"],
+            pod["metadata"]["name"],
+            pod["metadata"]["uid"],
+        )
         spec = pod.get("spec", {})
         pod_dir = self._pod_dir(ns, name)
+        shutil.rmtree(pod_dir, ignore_errors=True)  # an earlier pod of the same name left it
         (pod_dir / "logs").mkdir(parents=True, exist_ok=True)
+        # Every process this pod started, so each one is stopped however the pod ends.
+        processes: list[asyncio.subprocess.Process] = []
         sidecars: list[tuple[str, asyncio.subprocess.Process]] = []
         status: dict[str, Any] = {
             "phase": "Pending",
@@ -167,19 +213,24 @@ class PodRunner:
             "initContainerStatuses": [],
             "containerStatuses": [],
         }
+
+        async def start(container: dict[str, Any]) -> asyncio.subprocess.Process:
+            process = await self._start(pod, container, volumes, pod_dir)
+            processes.append(process)
+            return process
+
         try:
             volumes = self._prepare_volumes(pod, pod_dir)
             self._set_status(ns, name, status)
             for container in spec.get("initContainers") or []:
                 if container.get("restartPolicy") == "Always":
-                    process = await self._start(pod, container, volumes, pod_dir)
-                    sidecars.append((container["name"], process))
+                    sidecars.append((container["name"], await start(container)))
                     status["initContainerStatuses"].append(_running(container, started=True))
                     self._set_status(ns, name, status)
                     continue
-                code = await (await self._start(pod, container, volumes, pod_dir)).wait()
+                code = await (await start(container)).wait()
                 status["initContainerStatuses"].append(
-                    self._terminated(ns, name, container, code, volumes)
+                    self._terminated(pod, container, code, volumes)
                 )
                 if code != 0:
                     status.update(
@@ -189,16 +240,13 @@ class PodRunner:
                     )
                     return
             status["conditions"].append(_cond("Initialized"))
-            mains = [
-                (c, await self._start(pod, c, volumes, pod_dir))
-                for c in spec.get("containers") or []
-            ]
+            mains = [(c, await start(c)) for c in spec.get("containers") or []]
             status.update(phase="Running", containerStatuses=[_running(c) for c, _ in mains])
             status["conditions"] += [_cond("ContainersReady"), _cond("Ready")]
             self._set_status(ns, name, status)
             codes = await asyncio.gather(*(p.wait() for _, p in mains))
             status["containerStatuses"] = [
-                self._terminated(ns, name, c, code, volumes)
+                self._terminated(pod, c, code, volumes)
                 for (c, _), code in zip(mains, codes, strict=True)
             ]
             status["phase"] = "Succeeded" if all(code == 0 for code in codes) else "Failed"
@@ -207,21 +255,20 @@ class PodRunner:
             ]
         except ContainerConfigError as exc:
             status.update(phase="Failed", reason="CreateContainerConfigError", message=str(exc))
-        except asyncio.CancelledError:
-            for _, process in sidecars:
-                await self._stop(process)
-            raise
         finally:
+            # Shielded: a cancelled pod (deleted, suspended, past its deadline, cluster stopping)
+            # still stops every process it started, sidecars with SIGTERM first.
+            await asyncio.shield(asyncio.gather(*(self._stop(p) for p in processes)))
             for sidecar_name, process in sidecars:
-                await self._stop(process)
-                self._finished_logs.add((ns, name, sidecar_name))
                 for entry in status["initContainerStatuses"]:
                     if entry["name"] == sidecar_name:
                         entry.update(
                             self._terminated(
-                                ns, name, {"name": sidecar_name}, process.returncode or 0, {}
+                                pod, {"name": sidecar_name}, process.returncode or 0, {}
                             )
                         )
+            for process_container in spec.get("containers") or []:
+                self._finished.add((uid, process_container["name"]))
             if status["phase"] in ("Succeeded", "Failed"):
                 self._set_status(ns, name, status)
 
@@ -233,9 +280,14 @@ class PodRunner:
             )
 
     def _terminated(
-        self, ns: str, pod: str, container: dict[str, Any], code: int, volumes: dict[str, Path]
+        self,
+        pod_obj: dict[str, Any],
+        container: dict[str, Any],
+        code: int,
+        volumes: dict[str, Path],
     ) -> dict[str, Any]:
-        self._finished_logs.add((ns, pod, container["name"]))
+        ns, pod = pod_obj["metadata"]["namespace"], pod_obj["metadata"]["name"]
+        self._finished.add((pod_obj["metadata"]["uid"], container["name"]))
         message = ""
         path = container.get("terminationMessagePath", "/dev/termination-log")
         local = _map_path(path, volumes) if volumes else path

@@ -3,7 +3,7 @@
     async with EmulatedCluster(kubeconfig=Path("kubeconfig")) as cluster:
         ...  # kubectl --kubeconfig kubeconfig get ns
 
-The pod runner (proctor.cluster.podrunner) joins it when `run_pods=True`.
+The pod runner (proctor.cluster.podrunner) joins it when `pods_dir` is given.
 """
 
 from __future__ import annotations
@@ -73,7 +73,9 @@ class EmulatedCluster:
         await self._server.__aenter__()
         if self._kubeconfig is not None:
             self._kubeconfig.parent.mkdir(parents=True, exist_ok=True)
-            self._kubeconfig.write_text(yaml.safe_dump(kubeconfig_for(self.url), sort_keys=False))
+            partial = self._kubeconfig.with_suffix(".partial")
+            partial.write_text(yaml.safe_dump(kubeconfig_for(self.url), sort_keys=False))
+            partial.replace(self._kubeconfig)  # readers never see half a file
         if self.pods is not None:
             await self.pods.__aenter__()
         return self

@@ -26,7 +26,7 @@ from typing import Any
 
 from proctor.cluster import crvalidation, errors
 from proctor.cluster.catalog import BUILTINS, ResourceType, from_crd
-from proctor.cluster.patches import PatchError, apply_patch
+from proctor.cluster.patches import PatchError, UnsupportedPatchTypeError, apply_patch
 from proctor.cluster.selectors import Predicate
 
 Object = dict[str, Any]
@@ -46,6 +46,12 @@ class WatchEvent:
     key: tuple[str, str]  # (group, plural)
     namespace: str
     object: Object
+
+
+def _check_shape(obj: Any) -> None:
+    """An object and its metadata must be JSON objects (400, as the real server's decoder)."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("metadata", {}), dict):
+        raise errors.bad_request("the body must be a JSON object whose metadata is an object")
 
 
 def now_rfc3339() -> str:
@@ -149,6 +155,7 @@ class Store:
         dry_run: bool = False,
         strict: bool = False,
     ) -> Object:
+        _check_shape(body)
         obj = copy.deepcopy(body)
         meta = obj.setdefault("metadata", {})
         ns = self._ns(rt, namespace or meta.get("namespace", ""))
@@ -205,6 +212,7 @@ class Store:
         dry_run: bool = False,
         strict: bool = False,
     ) -> Object:
+        _check_shape(body)
         old = self._stored(rt, namespace, name)
         sent_rv = body.get("metadata", {}).get("resourceVersion")
         if sent_rv and sent_rv != old["metadata"]["resourceVersion"]:
@@ -227,11 +235,10 @@ class Store:
         old = self._stored(rt, namespace, name)
         try:
             patched = apply_patch(old, patch, content_type)
+        except UnsupportedPatchTypeError as exc:
+            raise errors.ApiError(415, "UnsupportedMediaType", str(exc)) from None
         except PatchError as exc:
-            code = 415 if "unsupported patch type" in str(exc) else 422
-            raise errors.ApiError(
-                code, "UnsupportedMediaType" if code == 415 else "Invalid", str(exc)
-            ) from None
+            raise errors.ApiError(422, "Invalid", str(exc)) from None
         sent_rv = (
             (patch.get("metadata") or {}).get("resourceVersion")
             if isinstance(patch, dict)
@@ -239,6 +246,7 @@ class Store:
         )
         if sent_rv and sent_rv != old["metadata"]["resourceVersion"]:
             raise errors.conflict(rt, name)
+        _check_shape(patched)
         new = self._merge_subresource(rt, old, patched, subresource)
         return self._write(rt, old, new, dry_run=dry_run, strict=strict)
 
@@ -259,10 +267,13 @@ class Store:
         if rt.key == ("", "namespaces"):
             return self._terminate_namespace(rt, obj)
         finalizers = list(meta.get("finalizers") or [])
-        if (
-            policy == "foreground"
-            and self._dependents(meta["uid"])
-            and FOREGROUND not in finalizers
+        # The garbage collector's own finalizers: foreground waits for dependents to go;
+        # orphan (with other finalizers pending) releases them once the object is finally removed.
+        system = FOREGROUND if policy == "foreground" else ORPHAN if policy == ORPHAN else None
+        if system and finalizers and system not in finalizers:
+            finalizers.append(system)
+        elif (
+            system == FOREGROUND and self._dependents(meta["uid"]) and FOREGROUND not in finalizers
         ):
             finalizers.append(FOREGROUND)
         if finalizers:
@@ -308,8 +319,10 @@ class Store:
         if new == old:
             return self._view(rt, old)  # a no-op write keeps its resourceVersion, as the real one
         ns = self._ns(rt, meta.get("namespace", ""))
-        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
-            self._remove(rt, new, "background")
+        if meta.get("deletionTimestamp") and set(meta.get("finalizers") or []) <= {ORPHAN}:
+            orphan = ORPHAN in (meta.get("finalizers") or [])
+            meta.pop("finalizers", None)
+            self._remove(rt, new, ORPHAN if orphan else "background")
             return self._view(rt, new)
         self._commit(rt, ns, meta["name"], new, "MODIFIED")
         self._settle()
@@ -347,6 +360,20 @@ class Store:
         if rt.schema is None:
             if rt.key == ("apiextensions.k8s.io", "customresourcedefinitions"):
                 self._check_crd(rt, obj)
+            if rt.key == ("batch", "jobs") and not isinstance(
+                (obj.get("spec") or {}).get("template"), dict
+            ):
+                raise errors.invalid(
+                    rt,
+                    obj["metadata"].get("name", ""),
+                    [
+                        {
+                            "reason": "FieldValueRequired",
+                            "field": "spec.template",
+                            "message": "Required value",
+                        }
+                    ],
+                )
             return
         name = obj["metadata"].get("name", "")
         dropped = crvalidation.prune_and_default(rt.schema, obj)
@@ -363,6 +390,33 @@ class Store:
     def _check_crd(self, rt: ResourceType, crd: Object) -> None:
         spec = crd.get("spec") or {}
         names = spec.get("names") or {}
+        try:
+            served = from_crd(crd)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise errors.invalid(
+                rt,
+                crd["metadata"].get("name", ""),
+                [
+                    {
+                        "reason": "FieldValueRequired",
+                        "field": f"spec.{exc}".strip("'"),
+                        "message": "Required value: a CRD needs spec.group, spec.names (plural, "
+                        "kind) and spec.versions (name, served, storage, schema)",
+                    }
+                ],
+            ) from None
+        if not served:
+            raise errors.invalid(
+                rt,
+                crd["metadata"].get("name", ""),
+                [
+                    {
+                        "reason": "FieldValueRequired",
+                        "field": "spec.versions",
+                        "message": "Required value: at least one served version",
+                    }
+                ],
+            )
         expected = f"{names.get('plural')}.{spec.get('group')}"
         if crd["metadata"].get("name") != expected:
             raise errors.invalid(

@@ -92,7 +92,10 @@ def _cell(rt: ResourceType, obj: dict[str, Any], column: dict[str, Any]) -> Any:
         return done[-1] if done else "Running"
     value = json_path(obj, column["jsonPath"])
     if column["type"] == "date" and isinstance(value, str):
-        return human_age(value)
+        try:
+            return human_age(value)
+        except ValueError:
+            return value  # not an RFC 3339 timestamp: shown as it is
     return value
 
 
