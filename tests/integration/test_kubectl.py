@@ -218,7 +218,10 @@ def test_watch_streams_changes_as_table_rows(with_crds):
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.5)
+    assert watcher.stdout is not None
+    header, first = watcher.stdout.readline(), watcher.stdout.readline()  # the initial listing
+    assert header.split()[0] == "NAME"
+    assert "4242" not in first
     with_crds.kubectl(
         "patch",
         "exp",
@@ -228,10 +231,10 @@ def test_watch_streams_changes_as_table_rows(with_crds):
         "-p",
         '{"status": {"training": {"step": 4242}}}',
     )
-    time.sleep(1.5)
+    changed = watcher.stdout.readline()  # only a watch event can bring this line
     watcher.terminate()
-    out, _ = watcher.communicate(timeout=10)
-    assert "4242" in out.splitlines()[-1]
+    watcher.communicate(timeout=10)
+    assert "4242" in changed
 
 
 def test_deleting_an_owner_cascades_to_its_jobs_and_pods(with_crds):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -242,3 +244,104 @@ def test_a_container_without_a_command_fails_with_a_message_that_says_why(cluste
     [pod] = _pods(cluster, "no-command")
     assert pod["status"]["reason"] == "CreateContainerConfigError"
     assert "not image entrypoints" in pod["status"]["message"]
+
+
+def _long_running(cluster, name: str, **spec) -> str:
+    pid_file = cluster.kubeconfig.parent / f"{name}.pid"
+    pod_spec = {
+        "containers": [
+            {
+                "name": "c",
+                "image": "runner",
+                "command": [PY, str(SCRIPTS / "long_running.py")],
+                "env": [{"name": "PID_FILE", "value": str(pid_file)}],
+            }
+        ]
+    }
+    cluster.kubectl("apply", "-f", "-", input=_job(name, pod_spec, **spec))
+    deadline = time.monotonic() + 30
+    while not (pid_file.exists() and pid_file.read_text()):
+        assert time.monotonic() < deadline, "the pod never started"
+        time.sleep(0.1)
+    return pid_file.read_text()
+
+
+def _gone(pid: str, within: float = 15) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_deleting_a_job_stops_its_processes(cluster):
+    pid = _long_running(cluster, "doomed")
+    cluster.kubectl("delete", "job", "doomed")
+    assert _gone(pid), "the pod's process outlived its pod"
+
+
+def test_suspending_a_running_job_stops_its_processes(cluster):
+    pid = _long_running(cluster, "paused")
+    cluster.kubectl("patch", "job", "paused", "--type=merge", "-p", '{"spec": {"suspend": true}}')
+    cluster.kubectl("wait", "--for=condition=suspended", "job/paused", "--timeout=30s")
+    assert _gone(pid)
+    assert _pods(cluster, "paused") == []
+
+
+def test_the_deadline_stops_the_processes_too(cluster):
+    pid = _long_running(cluster, "late", activeDeadlineSeconds=2)
+    cluster.kubectl("wait", "--for=condition=failed", "job/late", "--timeout=30s")
+    assert _gone(pid)
+
+
+def test_a_pod_name_used_again_runs_again(cluster):
+    def pod(text: str) -> str:
+        return json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "reused"},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "c", "image": "runner", "command": ["echo", text]}],
+                },
+            }
+        )
+
+    cluster.kubectl("apply", "-f", "-", input=pod("first"))
+    cluster.kubectl(
+        "wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/reused", "--timeout=30s"
+    )
+    assert cluster.kubectl("logs", "reused").stdout == "first\n"
+    cluster.kubectl("delete", "pod", "reused")
+    cluster.kubectl("apply", "-f", "-", input=pod("second"))
+    cluster.kubectl(
+        "wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/reused", "--timeout=30s"
+    )
+    assert cluster.kubectl("logs", "reused").stdout == "second\n"
+
+
+def test_a_job_the_controller_cannot_run_fails_alone_and_others_still_run(cluster):
+    # The emulator does not check built-in objects' field types as the real server would, so a
+    # Job can reach its controller with a count it cannot read.
+    pod_spec = {"containers": [{"name": "c", "image": "runner", "command": ["true"]}]}
+    broken = json.loads(_job("broken", pod_spec))
+    broken["spec"]["completions"] = "two"
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(broken))
+    cluster.kubectl("wait", "--for=condition=failed", "job/broken", "--timeout=30s")
+    reason = cluster.kubectl(
+        "get", "job", "broken", "-o", "jsonpath={.status.conditions[?(@.type=='Failed')].reason}"
+    ).stdout
+    assert reason == "InvalidJob"
+    cluster.kubectl("apply", "-f", "-", input=_job("healthy", pod_spec))
+    cluster.kubectl("wait", "--for=condition=complete", "job/healthy", "--timeout=30s")
+
+
+def test_a_job_without_containers_is_refused_by_the_api(cluster):
+    empty = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "empty"}, "spec": {}}
+    result = cluster.kubectl("apply", "-f", "-", check=False, input=json.dumps(empty))
+    assert result.returncode != 0
+    assert "spec.template.spec.containers: Required value" in result.stderr

@@ -89,3 +89,27 @@ def test_faults_can_be_injected_through_kmocks_dsl_ahead_of_the_default_behaviou
     assert fault.value.code == 503
     assert _get(cluster, "/api/v1/namespaces/default/secrets")["kind"] == "SecretList"
     assert _get(cluster, "/api/v1/namespaces/default/configmaps")["kind"] == "ConfigMapList"
+
+
+def test_malformed_requests_get_a_status_not_a_crash(cluster):
+    import urllib.error
+
+    import pytest
+
+    url = f"{_url(cluster)}/api/v1/namespaces/default/configmaps"
+    cases = [
+        ("POST", url, b'{"metadata": "not an object"}', "application/json"),
+        ("PATCH", f"{url}/none", b"[1]", "application/merge-patch+json"),
+        ("GET", f"{url}?watch=true&timeoutSeconds=soon", None, None),
+        ("GET", f"{url}?labelSelector=app%3D(", None, None),
+    ]
+    for method, target, body, content_type in cases:
+        request = urllib.request.Request(target, data=body, method=method)
+        if content_type:
+            request.add_header("Content-Type", content_type)
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=10)
+        status = json.loads(caught.value.read())
+        assert caught.value.code in (400, 404, 422), (method, target)
+        assert status["kind"] == "Status"
+        assert "traceback" not in json.dumps(status).lower()

@@ -30,7 +30,7 @@ from proctor.cluster import errors, openapi, protobuf, tables
 from proctor.cluster.catalog import ResourceType
 from proctor.cluster.patches import APPLY_PATCH
 from proctor.cluster.selectors import SelectorError, field_selector, label_selector
-from proctor.cluster.store import Store, WatchEvent
+from proctor.cluster.store import Store, WatchEvent, check_shape
 
 logger = logging.getLogger(__name__)
 SERVER_VERSION = {
@@ -350,9 +350,10 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
                 )
             return aiohttp.web.json_response(obj)
         body = request.data if isinstance(request.data, dict | list) else None
+        if method in ("POST", "PUT"):
+            check_shape(body)
         if method == "POST" and route.name is None:
-            if not isinstance(body, dict):
-                raise errors.bad_request("the request body must be a JSON object")
+            assert isinstance(body, dict)
             sent_ns = body.get("metadata", {}).get("namespace")
             if ns and sent_ns and sent_ns != ns:
                 raise errors.bad_request(

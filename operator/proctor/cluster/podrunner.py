@@ -255,6 +255,11 @@ class PodRunner:
             ]
         except ContainerConfigError as exc:
             status.update(phase="Failed", reason="CreateContainerConfigError", message=str(exc))
+        except Exception as exc:  # a pod this runner cannot read fails, with the reason
+            logger.exception("pod runner: pod %s/%s", ns, name)
+            status.update(
+                phase="Failed", reason="RunnerError", message=f"the pod runner failed: {exc!r}"
+            )
         finally:
             # Shielded: a cancelled pod (deleted, suspended, past its deadline, cluster stopping)
             # still stops every process it started, sidecars with SIGTERM first.

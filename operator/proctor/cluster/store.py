@@ -48,10 +48,19 @@ class WatchEvent:
     object: Object
 
 
-def _check_shape(obj: Any) -> None:
+def check_shape(obj: Any) -> None:
     """An object and its metadata must be JSON objects (400, as the real server's decoder)."""
     if not isinstance(obj, dict) or not isinstance(obj.get("metadata", {}), dict):
         raise errors.bad_request("the body must be a JSON object whose metadata is an object")
+
+
+def _has_containers(pod_spec: Any) -> bool:
+    containers = pod_spec.get("containers") if isinstance(pod_spec, dict) else None
+    return (
+        isinstance(containers, list)
+        and bool(containers)
+        and all(isinstance(c, dict) and c.get("name") for c in containers)
+    )
 
 
 def now_rfc3339() -> str:
@@ -155,7 +164,7 @@ class Store:
         dry_run: bool = False,
         strict: bool = False,
     ) -> Object:
-        _check_shape(body)
+        check_shape(body)
         obj = copy.deepcopy(body)
         meta = obj.setdefault("metadata", {})
         ns = self._ns(rt, namespace or meta.get("namespace", ""))
@@ -212,7 +221,7 @@ class Store:
         dry_run: bool = False,
         strict: bool = False,
     ) -> Object:
-        _check_shape(body)
+        check_shape(body)
         old = self._stored(rt, namespace, name)
         sent_rv = body.get("metadata", {}).get("resourceVersion")
         if sent_rv and sent_rv != old["metadata"]["resourceVersion"]:
@@ -246,7 +255,7 @@ class Store:
         )
         if sent_rv and sent_rv != old["metadata"]["resourceVersion"]:
             raise errors.conflict(rt, name)
-        _check_shape(patched)
+        check_shape(patched)
         new = self._merge_subresource(rt, old, patched, subresource)
         return self._write(rt, old, new, dry_run=dry_run, strict=strict)
 
@@ -360,20 +369,7 @@ class Store:
         if rt.schema is None:
             if rt.key == ("apiextensions.k8s.io", "customresourcedefinitions"):
                 self._check_crd(rt, obj)
-            if rt.key == ("batch", "jobs") and not isinstance(
-                (obj.get("spec") or {}).get("template"), dict
-            ):
-                raise errors.invalid(
-                    rt,
-                    obj["metadata"].get("name", ""),
-                    [
-                        {
-                            "reason": "FieldValueRequired",
-                            "field": "spec.template",
-                            "message": "Required value",
-                        }
-                    ],
-                )
+            self._check_workload(rt, obj)
             return
         name = obj["metadata"].get("name", "")
         dropped = crvalidation.prune_and_default(rt.schema, obj)
@@ -386,6 +382,23 @@ class Store:
         causes = crvalidation.validate(rt.schema, obj, old)
         if causes:
             raise errors.invalid(rt, name, [c.to_dict() for c in causes])
+
+    @staticmethod
+    def _check_workload(rt: ResourceType, obj: Object) -> None:
+        """Jobs and pods need containers: the one part of their schema everything relies on."""
+        paths = {("batch", "jobs"): ("spec", "template", "spec"), ("", "pods"): ("spec",)}
+        if rt.key not in paths:
+            return
+        pod_spec: Any = obj
+        for part in paths[rt.key]:
+            pod_spec = pod_spec.get(part) if isinstance(pod_spec, dict) else None
+        if not _has_containers(pod_spec):
+            field = ".".join((*paths[rt.key], "containers"))
+            raise errors.invalid(
+                rt,
+                obj["metadata"].get("name", ""),
+                [{"reason": "FieldValueRequired", "field": field, "message": "Required value"}],
+            )
 
     def _check_crd(self, rt: ResourceType, crd: Object) -> None:
         spec = crd.get("spec") or {}

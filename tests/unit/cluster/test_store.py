@@ -245,3 +245,31 @@ def test_strict_field_validation_refuses_unknown_fields_and_default_prunes_them(
     assert 'unknown field "spec.watchdog.threshold"' in strict.value.message
     pruned = store.create(exps, "default", manifest)
     assert "threshold" not in pruned["spec"]["watchdog"]
+
+
+def test_an_orphan_delete_waiting_on_a_finalizer_still_orphans(store):
+    cms = store.type("", "v1", "configmaps")
+    owner = _configmap(store, "owner", finalizers=["proctor.dev/hold"])
+    _owned(store, owner, "child")
+    store.delete(cms, "default", "owner", propagation="Orphan")
+    assert "orphan" in store.get(cms, "default", "owner")["metadata"]["finalizers"]
+    store.patch(cms, "default", "owner", {"metadata": {"finalizers": ["orphan"]}}, MERGE)
+    assert [o["metadata"]["name"] for o in store.list(cms, "default")] == ["child"]
+    assert store.get(cms, "default", "child")["metadata"]["ownerReferences"] == []
+
+
+def test_an_invalid_crd_is_refused_and_not_stored(store):
+    crds = store.type("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+    broken = {
+        "metadata": {"name": "things.example.com"},
+        "spec": {
+            "group": "example.com",
+            "names": {"plural": "things", "kind": "Thing"},
+            "scope": "Namespaced",
+        },
+    }
+    with pytest.raises(ApiError) as refused:
+        store.create(crds, "", broken)
+    assert refused.value.code == 422
+    with pytest.raises(ApiError):
+        store.get(crds, "", "things.example.com")
