@@ -118,6 +118,13 @@ def test_a_failing_job_retries_up_to_its_backoff_limit_then_fails_with_the_log_t
 def test_an_indexed_job_runs_its_pods_together_and_they_reach_each_other_by_name(cluster):
     # Pod 0 listens; pod 1 connects to it through its headless-Service name, as torchrun does.
     port_file = str(cluster.kubeconfig.parent / "rendezvous-port")
+    headless = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "ranks"},
+        "spec": {"clusterIP": "None", "selector": {"job-name": "pair"}},
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(headless))
     pod_spec = {
         "subdomain": "ranks",
         "containers": [

@@ -113,3 +113,14 @@ def test_malformed_requests_get_a_status_not_a_crash(cluster):
         assert caught.value.code in (400, 404, 422), (method, target)
         assert status["kind"] == "Status"
         assert "traceback" not in json.dumps(status).lower()
+
+
+def test_a_watch_with_a_selector_sees_objects_enter_and_leave_it(cluster):
+    start = _get(cluster, "/api/v1/namespaces/default/configmaps")["metadata"]["resourceVersion"]
+    cluster.kubectl("create", "configmap", "mover", "--from-literal=a=1")
+    cluster.kubectl("label", "configmap", "mover", "stage=active")
+    cluster.kubectl("label", "configmap", "mover", "stage=done", "--overwrite")
+    events = _watch(
+        cluster, f"resourceVersion={start}&timeoutSeconds=1&labelSelector=stage%3Dactive"
+    )
+    assert [e["type"] for e in events] == ["ADDED", "DELETED"]

@@ -478,6 +478,8 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "text/plain"})
         await response.prepare(_raw(request))
         sent = len(text)
+        if tail is not None:
+            text = "".join(text.splitlines(keepends=True)[-tail:] if tail else [])
         await response.write(text.encode())
         while not finished:
             await asyncio.sleep(0.2)
@@ -526,9 +528,9 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
                 events = None
             if events is not None:
                 backlog = [
-                    (e.type, e.object)
+                    (kind, e.object)
                     for e in events
-                    if (not ns or e.namespace == ns) and matches(e.object)
+                    if (not ns or e.namespace == ns) and (kind := _seen_as(e, matches))
                 ]
                 last = self.store.resource_version
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
@@ -594,13 +596,10 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
                     continue
                 if event is _STOP or overflowed:
                     break
-                if (
-                    event.resource_version <= last
-                    or (ns and event.namespace != ns)
-                    or not matches(event.object)
-                ):
+                if event.resource_version <= last or (ns and event.namespace != ns):
                     continue
-                await send(event.type, event.object)
+                if kind := _seen_as(event, matches):
+                    await send(kind, event.object)
         except ConnectionResetError:
             pass  # the client went away
         finally:
@@ -656,3 +655,17 @@ def _int_param(params: Any, name: str) -> int | None:
     if number < 0:
         raise errors.bad_request(f"{name} must be a non-negative integer, got {value!r}")
     return number
+
+
+def _seen_as(event: WatchEvent, matches: Callable[[dict[str, Any]], bool]) -> str | None:
+    """How a watcher with a selector sees a change: an object that starts matching is ADDED,
+    one that stops matching is DELETED (so informers drop it), others as they happened."""
+    now = matches(event.object)
+    if event.type != "MODIFIED" or event.previous is None:
+        return event.type if now else None
+    before = matches(event.previous)
+    if now and not before:
+        return "ADDED"
+    if before and not now:
+        return "DELETED"
+    return "MODIFIED" if now else None

@@ -67,7 +67,7 @@ def invalid(rt: ResourceType, name: str, causes: list[dict[str, str]]) -> ApiErr
     return ApiError(
         422,
         "Invalid",
-        f'{rt.kind}.{rt.group or "core"} "{name}" is invalid: {summary}',
+        f'{rt.kind}{"." + rt.group if rt.group else ""} "{name}" is invalid: {summary}',
         {"name": name, "group": rt.group, "kind": rt.kind, "causes": causes},
     )
 

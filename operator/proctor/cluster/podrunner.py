@@ -228,7 +228,7 @@ class PodRunner:
                     status["initContainerStatuses"].append(_running(container, started=True))
                     self._set_status(ns, name, status)
                     continue
-                code = await (await start(container)).wait()
+                code = _exit_code(await (await start(container)).wait())
                 status["initContainerStatuses"].append(
                     self._terminated(pod, container, code, volumes)
                 )
@@ -244,7 +244,7 @@ class PodRunner:
             status.update(phase="Running", containerStatuses=[_running(c) for c, _ in mains])
             status["conditions"] += [_cond("ContainersReady"), _cond("Ready")]
             self._set_status(ns, name, status)
-            codes = await asyncio.gather(*(p.wait() for _, p in mains))
+            codes = [_exit_code(c) for c in await asyncio.gather(*(p.wait() for _, p in mains))]
             status["containerStatuses"] = [
                 self._terminated(pod, c, code, volumes)
                 for (c, _), code in zip(mains, codes, strict=True)
@@ -269,7 +269,7 @@ class PodRunner:
                     if entry["name"] == sidecar_name:
                         entry.update(
                             self._terminated(
-                                pod, {"name": sidecar_name}, process.returncode or 0, {}
+                                pod, {"name": sidecar_name}, _exit_code(process.returncode or 0), {}
                             )
                         )
             for process_container in spec.get("containers") or []:
@@ -313,11 +313,7 @@ class PodRunner:
                 else []
             )
             message = "\n".join(lines)[-MAX_TERMINATION_MESSAGE:]
-        reason = (
-            "Completed"
-            if code == 0
-            else ("OOMKilled" if code == 137 and container.get("_oom") else "Error")
-        )
+        reason = "Completed" if code == 0 else "Error"
         terminated = {
             "exitCode": code,
             "reason": reason,
@@ -362,7 +358,7 @@ class PodRunner:
             termination_dir / container["name"]
         )
         env = self._environment(pod, container)
-        rewrite = _rewriter(mounts, pod)
+        rewrite = _rewriter(mounts, pod, self._headless_service(pod))
         env = {k: rewrite(v) for k, v in env.items()}
         argv = [rewrite(_expand(a, env)) for a in argv]
         log = open(pod_dir / "logs" / f"{container['name']}.log", "ab")  # noqa: SIM115 (owned by the process)
@@ -486,8 +482,27 @@ class PodRunner:
             volumes[volume["name"]] = local
         return volumes
 
+    def _headless_service(self, pod: dict[str, Any]) -> str | None:
+        """The pod's subdomain if a headless Service of that name exists (as DNS needs)."""
+        subdomain = pod.get("spec", {}).get("subdomain")
+        if not subdomain:
+            return None
+        try:
+            service = self.store.get(
+                self.store.type("", "v1", "services"), pod["metadata"]["namespace"], subdomain
+            )
+        except errors.ApiError:
+            return None
+        return str(subdomain) if service.get("spec", {}).get("clusterIP") == "None" else None
+
     def _pod_dir(self, namespace: str, pod: str) -> Path:
         return self.workdir / namespace / pod
+
+
+def _exit_code(returncode: int) -> int:
+    """A container runtime's exit code: 128 + the signal for a process a signal ended (143 for
+    SIGTERM, 137 for SIGKILL), where Python reports the negative signal number."""
+    return 128 - returncode if returncode < 0 else returncode
 
 
 def _cond(kind: str) -> dict[str, Any]:
@@ -522,8 +537,11 @@ def _map_path(path: str, mounts: dict[str, Path]) -> str:
     return path
 
 
-def _rewriter(mounts: dict[str, Path], pod: dict[str, Any]) -> Any:
-    subdomain = pod.get("spec", {}).get("subdomain")
+def _rewriter(
+    mounts: dict[str, Path], pod: dict[str, Any], subdomain: str | None
+) -> Callable[[str], str]:
+    """Rewrites mount paths to local directories and, when `subdomain` names a headless Service
+    that exists, pod names under it to 127.0.0.1."""
     ns = pod["metadata"]["namespace"]
     host = (
         re.compile(

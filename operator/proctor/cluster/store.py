@@ -16,6 +16,7 @@ import base64
 import builtins
 import contextlib
 import copy
+import re
 import secrets
 import uuid
 from collections import deque
@@ -34,6 +35,15 @@ DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease"
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the real server's: no vowels, no look-alikes
 _NOT_SPEC = {"metadata", "status", "apiVersion", "kind"}
 FOREGROUND = "foregroundDeletion"
+CRD_CLEANUP = "customresourcecleanup.apiextensions.k8s.io"
+_CRDS = ("apiextensions.k8s.io", "customresourcedefinitions")
+# Built-in kinds whose metadata.generation the real server tracks (custom resources always).
+_GENERATION_KINDS = {
+    ("batch", "jobs"),
+    ("", "pods"),
+    ("apps", "deployments"),
+    ("apiextensions.k8s.io", "customresourcedefinitions"),
+}
 ORPHAN = "orphan"
 
 
@@ -46,12 +56,75 @@ class WatchEvent:
     key: tuple[str, str]  # (group, plural)
     namespace: str
     object: Object
+    previous: Object | None = None  # the object before a MODIFIED, for selector transitions
 
 
 def check_shape(obj: Any) -> None:
     """An object and its metadata must be JSON objects (400, as the real server's decoder)."""
     if not isinstance(obj, dict) or not isinstance(obj.get("metadata", {}), dict):
         raise errors.bad_request("the body must be a JSON object whose metadata is an object")
+
+
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+# Kinds whose names become DNS labels (hostnames), so they allow no dots and 63 characters.
+_DNS_LABEL_KINDS = {("", "namespaces"), ("", "services")}
+
+
+def _check_metadata(rt: ResourceType, meta: dict[str, Any]) -> None:
+    """Names, label keys and values as the real server checks them (422 with the field)."""
+    causes = []
+    name = str(meta.get("name", ""))
+    label_kind = rt.key in _DNS_LABEL_KINDS
+    pattern, limit = (_DNS_LABEL, 63) if label_kind else (_DNS_SUBDOMAIN, 253)
+    if len(name) > limit or not pattern.match(name):
+        rule = "RFC 1123 label" if label_kind else "RFC 1123 subdomain"
+        allowed = "'-'" if label_kind else "'-' or '.'"
+        message = (
+            f'Invalid value: "{name}": a lowercase {rule} must consist of lower case '
+            f"alphanumeric characters, {allowed}, start and end with an alphanumeric character, "
+            f"and be at most {limit} characters"
+        )
+        causes.append({"reason": "FieldValueInvalid", "field": "metadata.name", "message": message})
+    labels = meta.get("labels") or {}
+    if not isinstance(labels, dict):
+        labels = {}
+        causes.append(
+            {
+                "reason": "FieldValueTypeInvalid",
+                "field": "metadata.labels",
+                "message": "Invalid value: labels must be a map of strings",
+            }
+        )
+    for key, value in labels.items():
+        prefix, _, label_name = str(key).rpartition("/")
+        key_ok = (
+            0 < len(label_name) <= 63
+            and _LABEL_NAME.match(label_name)
+            and (not prefix or (len(prefix) <= 253 and _DNS_SUBDOMAIN.match(prefix)))
+        )
+        if not key_ok:
+            causes.append(
+                {
+                    "reason": "FieldValueInvalid",
+                    "field": "metadata.labels",
+                    "message": f'Invalid value: "{key}": not a valid label key',
+                }
+            )
+        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
+            causes.append(
+                {
+                    "reason": "FieldValueInvalid",
+                    "field": "metadata.labels",
+                    "message": f'Invalid value: "{value}": a label value is at most 63 '
+                    "alphanumeric characters, '-', '_' or '.', starting and ending "
+                    "alphanumeric",
+                }
+            )
+    if causes:
+        raise errors.invalid(rt, name, causes)
 
 
 def _has_containers(pod_spec: Any) -> bool:
@@ -78,6 +151,10 @@ class Store:
         self._history_limit = history
         self._compacted_rv = 0
         self._listeners: list[Callable[[WatchEvent], None]] = []
+        # Indexes that keep garbage collection and cleanup off full scans of the store.
+        self._owned: dict[str, set[tuple[tuple[str, str], str, str]]] = {}  # owner uid -> objects
+        self._terminating: set[tuple[tuple[str, str], str, str]] = set()  # deletionTimestamp set
+        self._by_key: dict[tuple[str, str], ResourceType] = {}
         for rt in BUILTINS:
             self._register(rt)
         namespaces = self.type("", "v1", "namespaces")
@@ -102,6 +179,7 @@ class Store:
 
     def _register(self, rt: ResourceType) -> None:
         self._types[(rt.group, rt.version, rt.plural)] = rt
+        self._by_key[rt.key] = rt
         self._objects.setdefault(rt.key, {})
 
     # ---- reads -------------------------------------------------------------------------------
@@ -189,6 +267,14 @@ class Store:
                 )
             meta["name"] = prefix + "".join(secrets.choice(_NAME_ALPHABET) for _ in range(5))
         name = meta["name"]
+        _check_metadata(rt, meta)
+        if rt.schema is not None and self._crd_terminating(rt):
+            raise errors.ApiError(
+                405,
+                "MethodNotAllowed",
+                f"create not allowed while custom resource definition {rt.describe()} "
+                "is terminating",
+            )
         if (ns, name) in self._objects[rt.key]:
             raise errors.already_exists(rt, name)
         obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
@@ -203,11 +289,17 @@ class Store:
             "generation",
         ):
             meta.pop(key, None)
-        meta.update(uid=str(uuid.uuid4()), creationTimestamp=now_rfc3339(), generation=1)
+        meta.update(uid=str(uuid.uuid4()), creationTimestamp=now_rfc3339())
+        if rt.schema is not None or rt.key in _GENERATION_KINDS:
+            meta["generation"] = 1
         self._admit(rt, obj, None, strict)
         if dry_run:
             return obj
         self._commit(rt, ns, name, obj, "ADDED")
+        if rt.key == ("", "namespaces"):
+            # What the service-account controller does for every new namespace.
+            service_accounts = self.type("", "v1", "serviceaccounts")
+            self.create(service_accounts, name, {"metadata": {"name": "default"}})
         return self._view(rt, obj)
 
     def update(
@@ -224,6 +316,18 @@ class Store:
         check_shape(body)
         old = self._stored(rt, namespace, name)
         sent_rv = body.get("metadata", {}).get("resourceVersion")
+        if not sent_rv and rt.schema is not None:  # custom resources need it on replace
+            raise errors.invalid(
+                rt,
+                name,
+                [
+                    {
+                        "reason": "FieldValueInvalid",
+                        "field": "metadata.resourceVersion",
+                        "message": "Invalid value: 0x0: must be specified for an update",
+                    }
+                ],
+            )
         if sent_rv and sent_rv != old["metadata"]["resourceVersion"]:
             raise errors.conflict(rt, name)
         new = self._merge_subresource(rt, old, copy.deepcopy(body), subresource)
@@ -275,6 +379,8 @@ class Store:
         meta = obj["metadata"]
         if rt.key == ("", "namespaces"):
             return self._terminate_namespace(rt, obj)
+        if rt.key == _CRDS:
+            return self._terminate_crd(rt, obj)
         finalizers = list(meta.get("finalizers") or [])
         # The garbage collector's own finalizers: foreground waits for dependents to go;
         # orphan (with other finalizers pending) releases them once the object is finally removed.
@@ -320,11 +426,12 @@ class Store:
             else:
                 meta.pop(key, None)
         new["apiVersion"], new["kind"] = rt.api_version, rt.kind
-        if self._spec_of(new) != self._spec_of(old):
-            meta["generation"] = old_meta.get("generation", 1) + 1
+        if "generation" in old_meta and self._spec_of(new) != self._spec_of(old):
+            meta["generation"] = old_meta["generation"] + 1
         self._admit(rt, new, old, strict)
         if dry_run:
             return new
+        meta["resourceVersion"] = old_meta.get("resourceVersion")
         if new == old:
             return self._view(rt, old)  # a no-op write keeps its resourceVersion, as the real one
         ns = self._ns(rt, meta.get("namespace", ""))
@@ -450,6 +557,9 @@ class Store:
             obj["status"] = {"phase": "Pending"}
         elif rt.key == ("", "namespaces"):
             obj["status"] = {"phase": "Active"}
+            obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = obj[
+                "metadata"
+            ]["name"]
         elif rt.key == ("apiextensions.k8s.io", "customresourcedefinitions"):
             names = obj.get("spec", {}).get("names", {})
             conditions = [
@@ -476,8 +586,19 @@ class Store:
     def _commit(self, rt: ResourceType, namespace: str, name: str, obj: Object, kind: str) -> None:
         self._rv += 1
         obj["metadata"]["resourceVersion"] = str(self._rv)
+        previous = self._objects[rt.key].get((namespace, name))
         self._objects[rt.key][(namespace, name)] = obj
-        self._emit(WatchEvent(self._rv, kind, rt.key, namespace, copy.deepcopy(obj)))
+        self._index(rt, namespace, name, previous, obj)
+        self._emit(
+            WatchEvent(
+                self._rv,
+                kind,
+                rt.key,
+                namespace,
+                copy.deepcopy(obj),
+                copy.deepcopy(previous) if previous is not None else None,
+            )
+        )
         if rt.key == ("apiextensions.k8s.io", "customresourcedefinitions"):
             for served in from_crd(obj):
                 self._register(served)
@@ -485,8 +606,10 @@ class Store:
     def _remove(self, rt: ResourceType, obj: Object, policy: str) -> None:
         meta = obj["metadata"]
         ns = self._ns(rt, meta.get("namespace", ""))
-        if self._objects[rt.key].pop((ns, meta["name"]), None) is None:
+        stored = self._objects[rt.key].pop((ns, meta["name"]), None)
+        if stored is None:
             return
+        self._index(rt, ns, meta["name"], stored, None)
         self._rv += 1
         final = copy.deepcopy(obj)
         final["metadata"]["resourceVersion"] = str(self._rv)
@@ -508,13 +631,30 @@ class Store:
         spec = crd.get("spec", {})
         self._objects.pop((spec.get("group", ""), spec.get("names", {}).get("plural", "")), None)
 
+    def _index(
+        self, rt: ResourceType, ns: str, name: str, old: Object | None, new: Object | None
+    ) -> None:
+        ident = (rt.key, ns, name)
+        for obj, add in ((old, False), (new, True)):
+            if obj is None:
+                continue
+            for ref in obj["metadata"].get("ownerReferences") or []:
+                owned = self._owned.setdefault(ref.get("uid", ""), set())
+                if add:
+                    owned.add(ident)
+                else:
+                    owned.discard(ident)
+        if new is not None and new["metadata"].get("deletionTimestamp"):
+            self._terminating.add(ident)
+        else:
+            self._terminating.discard(ident)
+
     def _dependents(self, uid: str) -> builtins.list[tuple[ResourceType, Object]]:
         found = []
-        for rt in self._unique_types():
-            for obj in self._objects[rt.key].values():
-                refs = obj["metadata"].get("ownerReferences") or []
-                if any(ref.get("uid") == uid for ref in refs):
-                    found.append((rt, obj))
+        for key, ns, name in sorted(self._owned.get(uid, ())):
+            obj = self._objects.get(key, {}).get((ns, name))
+            if obj is not None:
+                found.append((self._by_key[key], obj))
         return found
 
     def _orphan(self, rt: ResourceType, obj: Object, owner_uid: str) -> None:
@@ -533,32 +673,52 @@ class Store:
 
     def _settle(self) -> None:
         """Finish foreground deletions whose dependents are gone, and terminating namespaces
-        that are empty."""
-        for rt in self._unique_types():
-            for obj in list(self._objects[rt.key].values()):
-                meta = obj["metadata"]
-                if FOREGROUND in (meta.get("finalizers") or []) and not self._dependents(
-                    meta["uid"]
-                ):
-                    finalizers = [f for f in meta["finalizers"] if f != FOREGROUND]
+        that are empty. Only objects being deleted are looked at."""
+        namespaces = ("", "namespaces")
+        for key, ns, name in sorted(self._terminating):
+            rt, obj = self._by_key.get(key), self._objects.get(key, {}).get((ns, name))
+            if rt is None or obj is None:
+                continue  # removed earlier in this pass
+            meta = obj["metadata"]
+            if key == namespaces:
+                if not self._in_namespace(name):
+                    self._remove(rt, obj, "background")
+            elif key == _CRDS and CRD_CLEANUP in (meta.get("finalizers") or []):
+                if not any(self._objects.get(t.key) for t in from_crd(obj)):
                     updated = copy.deepcopy(obj)
-                    updated["metadata"]["finalizers"] = finalizers
-                    if finalizers:
-                        self._commit(
-                            rt,
-                            self._ns(rt, meta.get("namespace", "")),
-                            meta["name"],
-                            updated,
-                            "MODIFIED",
-                        )
+                    updated["metadata"]["finalizers"].remove(CRD_CLEANUP)
+                    if updated["metadata"]["finalizers"]:
+                        self._commit(rt, "", name, updated, "MODIFIED")
                     else:
                         self._remove(rt, updated, "background")
-        namespaces = self.type("", "v1", "namespaces")
-        for obj in list(self._objects[namespaces.key].values()):
-            if obj["metadata"].get("deletionTimestamp") and not self._in_namespace(
-                obj["metadata"]["name"]
-            ):
-                self._remove(namespaces, obj, "background")
+            elif FOREGROUND in (meta.get("finalizers") or []) and not self._dependents(meta["uid"]):
+                updated = copy.deepcopy(obj)
+                updated["metadata"]["finalizers"] = [
+                    f for f in meta["finalizers"] if f != FOREGROUND
+                ]
+                if updated["metadata"]["finalizers"]:
+                    self._commit(rt, ns, name, updated, "MODIFIED")
+                else:
+                    self._remove(rt, updated, "background")
+
+    def _terminate_crd(self, rt: ResourceType, crd: Object) -> Object:
+        """As the real server: the CRD waits (CRD_CLEANUP) until each of its objects is deleted,
+        finalizers included, so operators' deletion handlers still run."""
+        name = crd["metadata"]["name"]
+        if not crd["metadata"].get("deletionTimestamp"):
+            crd = copy.deepcopy(crd)
+            finalizers = [*(crd["metadata"].get("finalizers") or []), CRD_CLEANUP]
+            crd["metadata"].update(finalizers=finalizers, deletionTimestamp=now_rfc3339())
+            self._commit(rt, "", name, crd, "MODIFIED")
+        for served in from_crd(crd):
+            for obj in list(self._objects.get(served.key, {}).values()):
+                self._delete_quietly(served, obj, "background")
+        self._settle()
+        return self._view(rt, crd)
+
+    def _crd_terminating(self, rt: ResourceType) -> bool:
+        crd = self._objects[_CRDS].get(("", f"{rt.plural}.{rt.group}"))
+        return bool(crd and crd["metadata"].get("deletionTimestamp"))
 
     def _terminate_namespace(self, rt: ResourceType, obj: Object) -> Object:
         name = obj["metadata"]["name"]

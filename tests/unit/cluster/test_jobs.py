@@ -85,3 +85,22 @@ def test_a_finished_job_is_left_alone():
     decision = reconcile_job(job, [], NOW)
     assert decision.create == []
     assert decision.status == job["status"]
+
+
+def test_pod_runner_maps_paths_and_hosts_only_where_it_should():
+    from pathlib import Path
+
+    from proctor.cluster.podrunner import _exit_code, _rewriter
+
+    pod = {"metadata": {"namespace": "ml"}, "spec": {"subdomain": "ranks"}}
+    rewrite = _rewriter({"/data": Path("/tmp/p/volumes/data")}, pod, "ranks")
+    assert rewrite("/data/x.bin") == "/tmp/p/volumes/data/x.bin"
+    assert rewrite("--out=/data/y") == "--out=/tmp/p/volumes/data/y"
+    assert rewrite("echo hi > /data/z") == "echo hi > /tmp/p/volumes/data/z"
+    assert rewrite("/database/x") == "/database/x", "a longer path is not under the mount"
+    assert rewrite("tcp://j-0.ranks.ml.svc.cluster.local:29500") == "tcp://127.0.0.1:29500"
+    no_service = _rewriter({}, pod, None)
+    assert no_service("j-0.ranks") == "j-0.ranks", "without a headless Service, no DNS name"
+    assert _exit_code(-15) == 143
+    assert _exit_code(-9) == 137
+    assert _exit_code(3) == 3

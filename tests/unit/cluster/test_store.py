@@ -31,7 +31,7 @@ def test_create_sets_identity_and_a_monotonic_resource_version(store):
     second = _configmap(store, "b")
     assert first["metadata"]["uid"] != second["metadata"]["uid"]
     assert int(second["metadata"]["resourceVersion"]) > int(first["metadata"]["resourceVersion"])
-    assert first["metadata"]["generation"] == 1
+    assert "generation" not in first["metadata"], "ConfigMaps have no generation"
     assert first["metadata"]["creationTimestamp"].endswith("Z")
     assert (first["apiVersion"], first["kind"]) == ("v1", "ConfigMap")
 
@@ -55,13 +55,56 @@ def test_generate_name(store):
 
 
 def test_generation_moves_on_spec_changes_only(store):
-    cms = store.type("", "v1", "configmaps")
-    obj = _configmap(store, "a")
-    labelled = store.patch(cms, "default", "a", {"metadata": {"labels": {"x": "y"}}}, MERGE)
+    vps = store.type("proctor.dev", "v1alpha1", "validationpyramids")
+    obj = store.create(
+        vps, "default", yaml.safe_load((REPO / "examples/digits/pyramid.yaml").read_text())
+    )
+    assert obj["metadata"]["generation"] == 1
+    name = obj["metadata"]["name"]
+    labelled = store.patch(vps, "default", name, {"metadata": {"labels": {"x": "y"}}}, MERGE)
     assert labelled["metadata"]["generation"] == 1
-    changed = store.patch(cms, "default", "a", {"data": {"k": "w"}}, MERGE)
+    status = store.patch(
+        vps, "default", name, {"status": {"phase": "Pending"}}, MERGE, subresource="status"
+    )
+    assert status["metadata"]["generation"] == 1
+    changed = store.patch(vps, "default", name, {"spec": {"layers": {"l3": {"steps": 7}}}}, MERGE)
     assert changed["metadata"]["generation"] == 2
     assert changed["metadata"]["uid"] == obj["metadata"]["uid"]
+
+
+@pytest.mark.parametrize(
+    ("meta", "field"),
+    [
+        ({"name": "Bad_Name"}, "metadata.name"),
+        ({"name": "ok", "labels": {"bad key!": "x"}}, "metadata.labels"),
+        ({"name": "ok", "labels": {"k": "v" * 64}}, "metadata.labels"),
+    ],
+)
+def test_names_and_labels_are_checked_as_the_real_server_does(store, meta, field):
+    cms = store.type("", "v1", "configmaps")
+    with pytest.raises(ApiError) as invalid:
+        store.create(cms, "default", {"metadata": meta})
+    assert invalid.value.code == 422
+    assert invalid.value.details["causes"][0]["field"] == field
+
+
+def test_a_new_namespace_gets_its_name_label_and_a_default_service_account(store):
+    namespaces = store.type("", "v1", "namespaces")
+    ns = store.create(namespaces, "", {"metadata": {"name": "team-a"}})
+    assert ns["metadata"]["labels"] == {"kubernetes.io/metadata.name": "team-a"}
+    assert store.get(store.type("", "v1", "serviceaccounts"), "team-a", "default")
+
+
+def test_replacing_a_custom_resource_needs_its_resource_version(store):
+    vps = store.type("proctor.dev", "v1alpha1", "validationpyramids")
+    obj = store.create(
+        vps, "default", yaml.safe_load((REPO / "examples/digits/pyramid.yaml").read_text())
+    )
+    del obj["metadata"]["resourceVersion"]
+    with pytest.raises(ApiError) as refused:
+        store.update(vps, "default", obj["metadata"]["name"], obj)
+    assert refused.value.code == 422
+    assert "must be specified for an update" in refused.value.message
 
 
 def test_a_write_with_a_stale_resource_version_conflicts(store):
@@ -273,3 +316,19 @@ def test_an_invalid_crd_is_refused_and_not_stored(store):
     assert refused.value.code == 422
     with pytest.raises(ApiError):
         store.get(crds, "", "things.example.com")
+
+
+def test_deleting_a_crd_waits_for_its_objects_finalizers(store):
+    crds = store.type("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+    vps = store.type("proctor.dev", "v1alpha1", "validationpyramids")
+    manifest = yaml.safe_load((REPO / "examples/digits/pyramid.yaml").read_text())
+    manifest["metadata"]["finalizers"] = ["kopf.zalando.org/KopfFinalizerMarker"]
+    store.create(vps, "default", manifest)
+    store.delete(crds, "", "validationpyramids.proctor.dev")
+    held = store.get(vps, "default", "digits-mlp-check")
+    assert held["metadata"]["deletionTimestamp"], "the operator sees the deletion"
+    store.patch(vps, "default", "digits-mlp-check", {"metadata": {"finalizers": None}}, MERGE)
+    with pytest.raises(ApiError):
+        store.get(crds, "", "validationpyramids.proctor.dev")
+    with pytest.raises(ApiError):
+        store.type("proctor.dev", "v1alpha1", "validationpyramids")
