@@ -48,7 +48,7 @@ def validate(
     schema: dict[str, Any], obj: dict[str, Any], old: dict[str, Any] | None
 ) -> list[Cause]:
     """Every schema and CEL violation of `obj` (with `old` for transition rules on update)."""
-    causes = [_cause(error) for error in _validator(json.dumps(schema)).iter_errors(obj)]
+    causes = [_cause(error) for error in _validator(schema).iter_errors(obj)]
     if causes:
         return causes  # CEL rules assume a well-typed object
     return _cel(schema, obj, old, "")
@@ -81,9 +81,17 @@ def _prune(schema: dict[str, Any], value: Any, path: str, dropped: list[str], ro
             _prune(schema["items"], item, f"{path}[{index}]", dropped, root=False)
 
 
-@functools.lru_cache(maxsize=64)
-def _validator(schema_json: str) -> jsonschema.Draft4Validator:
-    return jsonschema.Draft4Validator(_as_json_schema(json.loads(schema_json)))
+# Compiled validators by schema identity: a CRD's schema object lives as long as its resource
+# type, and serialising it on every request to key a cache cost more than validating.
+_VALIDATORS: dict[int, tuple[dict[str, Any], jsonschema.Draft4Validator]] = {}
+
+
+def _validator(schema: dict[str, Any]) -> jsonschema.Draft4Validator:
+    cached = _VALIDATORS.get(id(schema))
+    if cached is None or cached[0] is not schema:
+        cached = (schema, jsonschema.Draft4Validator(_as_json_schema(schema)))
+        _VALIDATORS[id(schema)] = cached
+    return cached[1]
 
 
 def _as_json_schema(node: dict[str, Any]) -> dict[str, Any]:
@@ -165,13 +173,18 @@ def _program(rule: str) -> Any:
 
 def _cel(schema: dict[str, Any], value: Any, old: Any, path: str) -> list[Cause]:
     causes = []
+    converted: dict[str, Any] = {}  # each side converted once, however many rules read it
     for rule in schema.get("x-kubernetes-validations", ()):
         uses_old = "oldSelf" in rule["rule"]
         if uses_old and old is None:
             continue  # transition rules run only on update
-        activation = {"self": json_to_cel(value)}
+        if "self" not in converted:
+            converted["self"] = json_to_cel(value)
+        activation = {"self": converted["self"]}
         if uses_old:
-            activation["oldSelf"] = json_to_cel(old)
+            if "oldSelf" not in converted:
+                converted["oldSelf"] = json_to_cel(old)
+            activation["oldSelf"] = converted["oldSelf"]
         try:
             ok = bool(_program(rule["rule"]).evaluate(activation))
         except CELEvalError as exc:  # e.g. a field the rule reads is absent
