@@ -58,15 +58,7 @@ def test_get_shows_the_printer_columns_and_their_values(with_crds):
             "anomalyCount": 0,
         }
     }
-    with_crds.kubectl(
-        "patch",
-        "exp",
-        "digits-mlp-baseline",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps(status),
-    )
+    with_crds.patch_status("exp/digits-mlp-baseline", status["status"])
     row = with_crds.kubectl("get", "exp", "digits-mlp-baseline", "--no-headers").stdout.split()
     assert row[:6] == ["digits-mlp-baseline", "Training", "120", "0.31", "0.12", "0"]
     # The category groups both kinds: `kubectl get proctor`.
@@ -124,15 +116,7 @@ def test_applying_an_invalid_example_fails_naming_the_field(with_crds, path):
 
 def test_frozen_hypothesis_is_enforced_by_the_server(with_crds):
     with_crds.kubectl("apply", "-f", "examples/digits/experiment.yaml")
-    with_crds.kubectl(
-        "patch",
-        "exp",
-        "digits-mlp-baseline",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        '{"status": {"phase": "Validating"}}',
-    )
+    with_crds.patch_status("exp/digits-mlp-baseline", {"phase": "Validating"})
     result = with_crds.kubectl(
         "patch",
         "exp",
@@ -181,15 +165,7 @@ def test_wait_for_a_condition_set_later(with_crds):
 
     def later() -> None:
         time.sleep(1)
-        with_crds.kubectl(
-            "patch",
-            "exp",
-            "digits-mlp-baseline",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            json.dumps({"status": {"conditions": [condition]}}),
-        )
+        with_crds.patch_status("exp/digits-mlp-baseline", {"conditions": [condition]})
 
     thread = threading.Thread(target=later)
     thread.start()
@@ -222,15 +198,7 @@ def test_watch_streams_changes_as_table_rows(with_crds):
     header, first = watcher.stdout.readline(), watcher.stdout.readline()  # the initial listing
     assert header.split()[0] == "NAME"
     assert "4242" not in first
-    with_crds.kubectl(
-        "patch",
-        "exp",
-        "digits-mlp-baseline",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        '{"status": {"training": {"step": 4242}}}',
-    )
+    with_crds.patch_status("exp/digits-mlp-baseline", {"training": {"step": 4242}})
     changed = watcher.stdout.readline()  # only a watch event can bring this line
     watcher.terminate()
     watcher.communicate(timeout=10)

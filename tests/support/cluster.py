@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -29,6 +30,17 @@ class RunningCluster:
         self, *args: str, check: bool = True, input: str | None = None, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
         return self._run(BIN / "kubectl", args, check, input, timeout)
+
+    def patch_status(self, resource: str, status: dict[str, Any]) -> None:
+        """Write `status` through the status subresource, as the operator does."""
+        self.kubectl(
+            "patch",
+            resource,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps({"status": status}),
+        )
 
     def helm(
         self, *args: str, check: bool = True, timeout: float = 120
