@@ -350,10 +350,8 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
                 )
             return aiohttp.web.json_response(obj)
         body = request.data if isinstance(request.data, dict | list) else None
-        if method in ("POST", "PUT"):
-            check_shape(body)
         if method == "POST" and route.name is None:
-            assert isinstance(body, dict)
+            body = check_shape(body)
             sent_ns = body.get("metadata", {}).get("namespace")
             if ns and sent_ns and sent_ns != ns:
                 raise errors.bad_request(
@@ -363,8 +361,7 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
             created = self.store.create(rt, ns, body, dry_run=dry_run, strict=strict)
             return aiohttp.web.json_response(created, status=201)
         if method == "PUT" and route.name:
-            if not isinstance(body, dict):
-                raise errors.bad_request("the request body must be a JSON object")
+            body = check_shape(body)
             if body.get("metadata", {}).get("name", route.name) != route.name:
                 raise errors.bad_request(
                     "the name of the object does not match the name on the URL"
@@ -382,7 +379,9 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
         if method == "PATCH" and route.name:
             content_type = request.headers.get("Content-Type", "application/merge-patch+json")
             if content_type.startswith(APPLY_PATCH):
-                return self._server_side_apply(rt, ns, route, request, dry_run, strict)
+                return self._server_side_apply(
+                    rt, ns, route.name, route.subresource, request, dry_run, strict
+                )
             patched = self.store.patch(
                 rt,
                 ns,
@@ -426,7 +425,8 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
         self,
         rt: ResourceType,
         ns: str,
-        route: Route,
+        name: str,
+        subresource: str | None,
         request: kmock.Request,
         dry_run: bool,
         strict: bool,
@@ -437,21 +437,20 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
             raise errors.bad_request(f"the applied configuration is not YAML: {exc}") from None
         if not isinstance(applied, dict):
             raise errors.bad_request("the applied configuration must be an object")
-        assert route.name is not None
         try:
-            self.store.get(rt, ns, route.name)
+            self.store.get(rt, ns, name)
         except errors.ApiError as exc:
-            if exc.code != 404 or route.subresource:
+            if exc.code != 404 or subresource:
                 raise
             created = self.store.create(rt, ns, applied, dry_run=dry_run, strict=strict)
             return aiohttp.web.json_response(created, status=201)
         patched = self.store.patch(
             rt,
             ns,
-            route.name,
+            name,
             applied,
             APPLY_PATCH,
-            subresource=route.subresource,
+            subresource=subresource,
             dry_run=dry_run,
             strict=strict,
         )

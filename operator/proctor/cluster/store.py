@@ -59,10 +59,11 @@ class WatchEvent:
     previous: Object | None = None  # the object before a MODIFIED, for selector transitions
 
 
-def check_shape(obj: Any) -> None:
-    """An object and its metadata must be JSON objects (400, as the real server's decoder)."""
+def check_shape(obj: Any) -> Object:
+    """`obj`, if it and its metadata are JSON objects; else 400, as the real server's decoder."""
     if not isinstance(obj, dict) or not isinstance(obj.get("metadata", {}), dict):
         raise errors.bad_request("the body must be a JSON object whose metadata is an object")
+    return obj
 
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
