@@ -67,7 +67,11 @@ class EfficiencySettings(LayerSettings):
     """
 
     steps: int = Field(
-        default=20, ge=1, le=10000, description="Training steps to time after warm-up."
+        default=20,
+        ge=1,
+        le=10000,
+        description="Training steps to time after warm-up, at least; steps shorter than a few "
+        "milliseconds are timed for half a second so the figures are stable.",
     )
     warmup_steps: int = Field(
         default=3,

@@ -1,0 +1,147 @@
+"""`proctor pyramid run`: the validation pyramid against user code, locally or in a layer's Job."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from proctor.api.manifests import ManifestError, load_manifests
+from proctor.api.v1alpha1 import CheckVerdict, Experiment, LayerName, PyramidLayers
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    pyramid = commands.add_parser(
+        "pyramid", help="the validation pyramid (L0-L3) against user code"
+    )
+    verbs = pyramid.add_subparsers(title="pyramid commands", metavar="COMMAND", required=True)
+    run = verbs.add_parser("run", help="run the layers in order, stopping at the first failure")
+    source = run.add_argument_group("what to validate (an entrypoint, or a manifest that has one)")
+    source.add_argument("--entrypoint", help="the setup function, package.module:function")
+    source.add_argument(
+        "--manifest",
+        type=Path,
+        help="an Experiment or ValidationPyramid YAML: its spec.code and layer settings are used",
+    )
+    run.add_argument(
+        "--config",
+        default=None,
+        help="JSON object passed to setup (overrides the manifest's spec.code.config)",
+    )
+    run.add_argument(
+        "--path",
+        type=Path,
+        action="append",
+        default=[],
+        help="directory to import the code from (repeatable)",
+    )
+    run.add_argument(
+        "--layer",
+        choices=[layer.value for layer in LayerName],
+        help="run only this layer (what each validation Job does)",
+    )
+    run.add_argument("--output", choices=["table", "json"], default="table")
+    run.add_argument(
+        "--report-dir",
+        type=Path,
+        default=None,
+        help="write the full report (every check, curves) here as JSON",
+    )
+    run.add_argument(
+        "--termination-log",
+        type=Path,
+        default=None,
+        help="write the layer's compact result here (a pod's terminationMessagePath)",
+    )
+    run.add_argument("--device", default=None, help="torch device (default: cuda if available)")
+    run.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import torch  # the pyramid extra; imported here so `proctor --help` works without it
+
+    from proctor.pyramid.contract import ContractError, factory
+    from proctor.pyramid.runner import run_pyramid, termination_message, write_report
+
+    try:
+        entrypoint, config, layers = _inputs(args)
+    except (ManifestError, ValueError, OSError) as exc:
+        print(f"proctor pyramid run: {exc}", file=sys.stderr)
+        return 2
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        make = factory(entrypoint, config, args.path)
+    except ContractError as exc:
+        print(f"proctor pyramid run: {exc}", file=sys.stderr)
+        return 2
+    only = LayerName(args.layer) if args.layer else None
+    table = args.output == "table"
+    runs = run_pyramid(
+        make, layers, entrypoint, device, only=only, on_layer=_print_layer if table else None
+    )
+    if args.termination_log is not None and runs:
+        args.termination_log.parent.mkdir(parents=True, exist_ok=True)
+        args.termination_log.write_text(termination_message(runs[-1].result))
+    if args.report_dir is not None:
+        report = write_report(runs, args.report_dir, entrypoint)
+        if table:
+            print(f"full report: {report}")
+    failed = any(run.result.phase == "Failed" for run in runs)
+    if args.output == "json":
+        print(
+            json.dumps(
+                [{**r.result.to_wire(), "seconds": round(r.seconds, 2)} for r in runs], indent=2
+            )
+        )
+    elif not failed:
+        print("the pyramid passed: this code may spend GPU time")
+    return 1 if failed else 0
+
+
+def _inputs(args: argparse.Namespace) -> tuple[str, dict[str, Any], PyramidLayers]:
+    config: dict[str, Any] = {}
+    layers = PyramidLayers()
+    entrypoint = args.entrypoint
+    if args.manifest is not None:
+        [resource] = load_manifests(args.manifest)[:1]
+        code = resource.spec.code
+        entrypoint = entrypoint or code.entrypoint
+        config = dict(code.config)
+        layers = (
+            resource.spec.validation.layers
+            if isinstance(resource, Experiment)
+            else resource.spec.layers
+        )
+    if not entrypoint:
+        raise ValueError("give --entrypoint package.module:setup or --manifest FILE")
+    if args.config is not None:
+        parsed = yaml.safe_load(args.config)
+        if not isinstance(parsed, dict):
+            raise ValueError("--config must be a JSON (or YAML) object, like '{\"lr\": 0.001}'")
+        config = parsed
+    return entrypoint, config, layers
+
+
+_MARK = {
+    CheckVerdict.PASSED: "ok",
+    CheckVerdict.FAILED: "FAIL",
+    CheckVerdict.WARNING: "warn",
+    CheckVerdict.SKIPPED: "skip",
+}
+
+
+def _print_layer(run: Any) -> None:
+    result = run.result
+    print(
+        f"{result.layer.value}  {result.phase.upper():7s} {run.seconds:6.1f}s  {result.message[:90]}"
+    )
+    for item in result.checks:
+        value = "" if item.value is None else f"{item.value:.4g}"
+        threshold = "" if item.threshold is None else f"{item.threshold:.4g}"
+        judged = f"{value} / {threshold}" if threshold else value
+        print(f"    {_MARK[item.verdict]:4s} {item.name:26s} {judged:22s} {item.message[:100]}")
+    sys.stdout.flush()

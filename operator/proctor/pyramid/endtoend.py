@@ -1,0 +1,179 @@
+"""L3, end to end: train, save, rebuild from the entrypoint, load, and behave identically."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from proctor.api.v1alpha1 import CheckResult
+from proctor.api.v1alpha1.pyramid import EndToEndSettings
+from proctor.pyramid.checks import check, names, on_device, skipped, to_device
+from proctor.pyramid.contract import SetupFactory, TrainingSetup
+from proctor.pyramid.steps import train_step
+
+
+def run(
+    factory: SetupFactory, settings: EndToEndSettings, device: torch.device
+) -> list[CheckResult]:
+    original = factory()
+    original.model.to(device)
+    batches = on_device(original.batches(), device)
+    for _ in range(settings.steps):
+        train_step(original, next(batches))
+    probe, resume_batch, after_batch = next(batches), next(batches), next(batches)
+    with tempfile.TemporaryDirectory(prefix="proctor-l3-") as directory:
+        original.save(Path(directory))
+        reloaded = factory()
+        reloaded.model.to(device)
+        reloaded.load(Path(directory))
+    checks = [_model_state(original, reloaded), _optimizer_state(original, reloaded)]
+    checks += _predictions(original, reloaded, probe, settings)
+    checks.append(_eval_metrics(original, device))
+    checks.append(_resume(original, reloaded, resume_batch, after_batch, settings))
+    return checks
+
+
+def _model_state(original: TrainingSetup, reloaded: TrainingSetup) -> CheckResult:
+    a, b = original.model.state_dict(), reloaded.model.state_dict()
+    differing = sorted(
+        k for k in a.keys() | b.keys() if k not in a or k not in b or not torch.equal(a[k], b[k])
+    )
+    return check(
+        "model_state_restored",
+        not differing,
+        value=float(len(differing)),
+        threshold=0.0,
+        unit="tensors",
+        passed=f"all {len(a)} model tensors identical after save and load",
+        failed=f"{len(differing)} model tensors differ after save and load ({names(differing)}): "
+        "does load skip keys (strict=False, renamed modules), or save only part of the model?",
+    )
+
+
+def _optimizer_state(original: TrainingSetup, reloaded: TrainingSetup) -> CheckResult:
+    problems = _differences(
+        original.optimizer.state_dict(), reloaded.optimizer.state_dict(), "optimizer"
+    )
+    return check(
+        "optimizer_state_restored",
+        not problems,
+        value=float(len(problems)),
+        threshold=0.0,
+        unit="entries",
+        passed="optimizer state (moments, step counts, hyperparameters) identical after load",
+        failed=f"optimizer state differs after load ({names(problems)}): save and load the "
+        "optimizer's state_dict too, or a resumed run restarts its moments and learning-rate "
+        "schedule.",
+    )
+
+
+def _differences(a: Any, b: Any, path: str) -> list[str]:
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        same = (
+            isinstance(a, torch.Tensor)
+            and isinstance(b, torch.Tensor)
+            and a.shape == b.shape
+            and torch.equal(a, b)
+        )
+        return [] if same else [path]
+    if isinstance(a, dict) and isinstance(b, dict):
+        found = [f"{path}.{k}" for k in a.keys() ^ b.keys()]
+        for key in a.keys() & b.keys():
+            found += _differences(a[key], b[key], f"{path}.{key}")
+        return found
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple) and len(a) == len(b):
+        return [
+            d
+            for i, (x, y) in enumerate(zip(a, b, strict=True))
+            for d in _differences(x, y, f"{path}[{i}]")
+        ]
+    return [] if a == b else [path]
+
+
+def _predictions(
+    original: TrainingSetup, reloaded: TrainingSetup, batch: Any, settings: EndToEndSettings
+) -> list[CheckResult]:
+    original.model.eval()
+    reloaded.model.eval()
+    try:
+        with torch.no_grad():
+            first, second = original.predict(batch), original.predict(batch)
+            restored = reloaded.predict(batch)
+    finally:
+        original.model.train()
+        reloaded.model.train()
+    deterministic = torch.equal(first, second)
+    difference = (
+        float((first - restored).abs().max()) if first.shape == restored.shape else math.inf
+    )
+    return [
+        check(
+            "predictions_deterministic",
+            deterministic,
+            passed="predicting the same batch twice in eval mode gives identical outputs",
+            failed="predicting the same batch twice in eval mode gives different outputs: dropout "
+            "or another random layer is active at inference. Call model.eval() and do not switch "
+            "to train() (or use F.dropout(training=True)) in predict.",
+        ),
+        check(
+            "predictions_restored",
+            difference <= settings.prediction_tolerance,
+            value=difference,
+            threshold=settings.prediction_tolerance,
+            unit="abs",
+            passed=f"the reloaded model predicts the same (max difference {difference:.2g})",
+            failed=f"the reloaded model's predictions differ by up to {difference:.3g}: the "
+            "checkpoint does not capture everything the model uses (buffers, a module outside "
+            "the state_dict), or predict is not deterministic.",
+        ),
+    ]
+
+
+def _eval_metrics(original: TrainingSetup, device: torch.device) -> CheckResult:
+    if original.eval_fn is None or original.eval_data is None:
+        return skipped("eval_metrics_finite", "no eval_fn and eval_data in the setup")
+    data = [to_device(b, device) for b in original.eval_data]
+    metrics = original.eval_fn(original.model, data)
+    bad = sorted(k for k, v in metrics.items() if not math.isfinite(float(v)))
+    shown = ", ".join(f"{k}={float(v):.4g}" for k, v in sorted(metrics.items()))
+    return check(
+        "eval_metrics_finite",
+        bool(metrics) and not bad,
+        value=float(len(bad)),
+        threshold=0.0,
+        passed=f"eval metrics finite: {shown}",
+        failed=f"eval metrics missing or not finite ({shown or 'none returned'}): check for empty "
+        "eval data, division by zero, or NaN weights.",
+    )
+
+
+def _resume(
+    original: TrainingSetup,
+    reloaded: TrainingSetup,
+    batch: Any,
+    after: Any,
+    settings: EndToEndSettings,
+) -> CheckResult:
+    rng = torch.get_rng_state()
+    train_step(original, batch)
+    torch.set_rng_state(rng)
+    train_step(reloaded, batch)
+    with torch.no_grad():
+        expected = float(original.loss_fn(original.model, after))
+        resumed = float(reloaded.loss_fn(reloaded.model, after))
+    relative = abs(resumed - expected) / max(abs(expected), 1e-12)
+    return check(
+        "resume_matches",
+        relative <= settings.resume_loss_tolerance,
+        value=relative,
+        threshold=settings.resume_loss_tolerance,
+        unit="relative",
+        passed=f"one step from the checkpoint gives the same next loss ({resumed:.6g})",
+        failed=f"one step from the checkpoint gives loss {resumed:.6g}, the original run "
+        f"{expected:.6g}: the resumed run diverges from the original. Restore the optimizer and "
+        "scheduler state and every RNG-dependent component.",
+    )
