@@ -137,7 +137,8 @@ _MARK = {
 def _print_layer(run: Any) -> None:
     result = run.result
     print(
-        f"{result.layer.value}  {result.phase.upper():7s} {run.seconds:6.1f}s  {result.message[:90]}"
+        f"{result.layer.value}  {result.phase.upper():7s} {run.seconds:6.1f}s  "
+        f"{result.message[:90]}"
     )
     for item in result.checks:
         value = "" if item.value is None else f"{item.value:.4g}"

@@ -9,7 +9,7 @@ and never imports proctor. The dict it returns holds:
     loss_fn      loss_fn(model, batch) -> scalar loss tensor        required
     eval_data    an iterable of batches                             optional
     eval_fn      eval_fn(model, eval_data) -> {metric: float}       optional
-    predict_fn   predict_fn(model, batch) -> tensor                 optional (default: model(batch[0]))
+    predict_fn   predict_fn(model, batch) -> tensor                 optional (model(batch[0]))
     batch_size   samples per batch                                  optional (default: first dim)
     tokens_per_batch                                                optional (for tokens/s)
     save_fn      save_fn(directory, model, optimizer)               optional (default: torch.save)

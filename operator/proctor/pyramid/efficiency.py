@@ -18,7 +18,6 @@ from proctor.pyramid.contract import TrainingSetup
 from proctor.pyramid.flops import device_peak, flops_per_step
 from proctor.pyramid.steps import synchronize, train_step
 
-
 MIN_WINDOW = 0.5  # seconds
 
 
@@ -188,10 +187,10 @@ def _mfu(device: torch.device, settings: EfficiencySettings, achieved: float) ->
 
 
 def _isolation(entrypoint: str) -> CheckResult:
-    files = isolation.package_files(entrypoint)
+    root, files = isolation.package_files(entrypoint)
     if not files:
         return skipped("isolation", f"could not locate the source of {entrypoint}")
-    violations = isolation.scan(files)
+    violations = isolation.scan(root, files)
     return check(
         "isolation",
         not violations,
@@ -199,7 +198,8 @@ def _isolation(entrypoint: str) -> CheckResult:
         threshold=0.0,
         unit="imports",
         passed=f"{len(files)} module(s) of the package import no test or validation code",
-        failed=f"core code imports test or validation code ({names([str(v) for v in violations])}): "
+        failed=f"core code imports test or validation code ({names([str(v) for v in violations])})"
+        ": "
         "move the helper into the package proper, or the test into tests/; production code must "
         "ship without test dependencies.",
     )

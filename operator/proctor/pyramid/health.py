@@ -16,7 +16,6 @@ from proctor.api.v1alpha1 import CheckResult
 from proctor.api.v1alpha1.pyramid import HealthSettings
 from proctor.pyramid.checks import check, names, on_device, skipped
 from proctor.pyramid.contract import TrainingSetup
-from proctor.pyramid.steps import train_step
 
 RELU_LIKE = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.SiLU, nn.GELU)
 DEAD_ONLY = (nn.ReLU, nn.ReLU6)  # units that output exactly 0 when dead
@@ -104,7 +103,8 @@ def run(setup: TrainingSetup, settings: HealthSettings, device: torch.device) ->
             value=float(len(unchanged)),
             threshold=0.0,
             unit="parameters",
-            passed=f"all {len(trainable)} trainable parameters changed after {settings.steps} steps",
+            passed=f"all {len(trainable)} trainable parameters changed after {settings.steps} "
+            "steps",
             failed=(
                 f"no parameter changed after {settings.steps} steps: is the learning rate 0, or "
                 "does the optimizer hold tensors other than the model's?"

@@ -25,6 +25,7 @@ class Violation:
 
 
 def is_test_module(path: Path) -> bool:
+    """`path` relative to its package's root: test files and anything under a tests/ folder."""
     return (
         path.name.startswith("test_")
         or path.name.endswith("_test.py")
@@ -33,24 +34,25 @@ def is_test_module(path: Path) -> bool:
     )
 
 
-def package_files(entrypoint: str) -> list[Path]:
-    """The source files of the entrypoint's top-level package (or its lone module)."""
+def package_files(entrypoint: str) -> tuple[Path, list[Path]]:
+    """The root folder and source files of the entrypoint's top-level package (or lone module)."""
     top = entrypoint.split(":")[0].split(".")[0]
     spec = importlib.util.find_spec(top)
     if spec is None or spec.origin is None:
-        return []
+        return Path(), []
     origin = Path(spec.origin)
     if origin.name == "__init__.py":
-        return sorted(origin.parent.rglob("*.py"))
-    return [origin]
+        return origin.parent.parent, sorted(origin.parent.rglob("*.py"))
+    return origin.parent, [origin]
 
 
-def scan(files: list[Path]) -> list[Violation]:
+def scan(root: Path, files: list[Path]) -> list[Violation]:
     """Imports of test or validation code from the core (non-test) modules in `files`."""
-    test_names = {p.stem for p in files if is_test_module(p)}
+    tests = {p for p in files if is_test_module(p.relative_to(root))}
+    test_names = {p.stem for p in tests}
     violations = []
     for path in files:
-        if is_test_module(path):
+        if path in tests:
             continue
         tree = ast.parse(path.read_text(), filename=str(path))
         for node in ast.walk(tree):
@@ -68,6 +70,6 @@ def scan(files: list[Path]) -> list[Violation]:
                     or any(p in test_names or p in ("tests", "test", "conftest") for p in parts)
                     or any(p.startswith("test_") for p in parts)
                 ):
-                    violations.append(Violation(path, node.lineno, name))
+                    violations.append(Violation(path, getattr(node, "lineno", 0), name))
                     break
     return violations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -47,9 +48,10 @@ def run(
             passed=f"loss fell from {initial:.4g} to {final:.4g} ({ratio:.1%} of the start) in "
             f"{steps} steps",
             failed=f"after {steps} steps the loss on {samples} fixed samples is {final:.4g}, "
-            f"{ratio:.0%} of its start {initial:.4g} (target {settings.target_loss_ratio:.0%}): the "
-            "model cannot even memorise a tiny set. Check that labels match inputs, the learning "
-            "rate is not ~0, the loss compares the right tensors, and the model has capacity.",
+            f"{ratio:.0%} of its start {initial:.4g} (target {settings.target_loss_ratio:.0%}): "
+            "the model cannot even memorise a tiny set. Check that labels match inputs, the "
+            "learning rate is not ~0, the loss compares the right tensors, and the model has "
+            "capacity.",
         ),
         check(
             "loss_trend",
@@ -77,5 +79,5 @@ def _monotonicity(curve: list[float], smoothing: float = 0.5) -> float:
     smoothed = [curve[0]]
     for value in curve[1:]:
         smoothed.append(smoothing * smoothed[-1] + (1 - smoothing) * value)
-    falls = sum(1 for a, b in zip(smoothed, smoothed[1:], strict=False) if b < a)
+    falls = sum(1 for a, b in itertools.pairwise(smoothed) if b < a)
     return falls / (len(smoothed) - 1)

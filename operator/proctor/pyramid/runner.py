@@ -68,7 +68,8 @@ def run_layer(
         ]
     failed = [c for c in checks if c.verdict == CheckVerdict.FAILED]
     message = (
-        f"{len(failed)} of {len(checks)} checks failed; first: {failed[0].name}: {failed[0].message}"
+        f"{len(failed)} of {len(checks)} checks failed; first: {failed[0].name}: "
+        f"{failed[0].message}"
         if failed
         else f"all {len(checks)} checks passed"
     )

@@ -1,0 +1,1 @@
+"""L0 isolation: a model package whose core code imports a test helper."""

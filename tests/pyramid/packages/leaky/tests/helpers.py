@@ -1,0 +1,2 @@
+def tiny_config():
+    return {}
