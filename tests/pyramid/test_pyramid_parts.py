@@ -161,3 +161,60 @@ def test_bad_input_is_a_usage_error_with_a_reason():
     unknown = _pyramid("--entrypoint", "nowhere_to_be_found:setup")
     assert unknown.returncode == 2
     assert "cannot import" in unknown.stderr
+
+
+class _TinyAttention(nn.Module):
+    """Tokens -> embedding -> self-attention -> mean -> class, enough to exercise L1's hooks."""
+
+    def __init__(self, sharpen: float = 1.0) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(32, 16)
+        self.attend = nn.MultiheadAttention(16, 1, batch_first=True)
+        self.head = nn.Linear(16, 4)
+        with torch.no_grad():
+            self.attend.in_proj_weight[:32].mul_(sharpen)  # queries and keys only
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens)
+        attended, _ = self.attend(x, x, x)
+        return self.head(attended.mean(1))
+
+
+def _attention_setup(sharpen: float = 1.0, lr: float = 1e-3):
+    torch.manual_seed(0)
+    tokens = torch.stack([torch.randperm(32)[:12] for _ in range(64)])  # distinct per sequence
+    labels = tokens[:, 0] % 4
+    model = _TinyAttention(sharpen)
+    return build_setup(
+        lambda config: {
+            "model": model,
+            "optimizer": torch.optim.Adam(model.parameters(), lr=lr),
+            "train_data": [(tokens[i : i + 16], labels[i : i + 16]) for i in range(0, 64, 16)],
+            "loss_fn": lambda m, b: nn.functional.cross_entropy(m(b[0]), b[1]),
+        },
+        {},
+    )
+
+
+def _l1(setup) -> dict[str, CheckResult]:
+    from proctor.api.v1alpha1.pyramid import HealthSettings
+    from proctor.pyramid import health
+
+    return {c.name: c for c in health.run(setup, HealthSettings(), torch.device("cpu"))}
+
+
+def test_attention_and_embeddings_are_observed_and_healthy_ones_pass():
+    checks = _l1(_attention_setup())
+    assert checks["attention_entropy"].verdict == CheckVerdict.PASSED
+    assert checks["embedding_norm_drift"].verdict == CheckVerdict.PASSED
+
+
+def test_collapsed_attention_is_caught():
+    checks = _l1(_attention_setup(sharpen=200.0))
+    assert checks["attention_entropy"].verdict == CheckVerdict.FAILED
+    assert "collapsed" in checks["attention_entropy"].message
+
+
+def test_embedding_norms_that_run_away_are_caught():
+    checks = _l1(_attention_setup(lr=5.0))
+    assert checks["embedding_norm_drift"].verdict == CheckVerdict.FAILED
