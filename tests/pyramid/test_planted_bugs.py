@@ -62,8 +62,12 @@ def test_the_planted_bug_is_caught_by_the_right_layer_and_check(entrypoint):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("entrypoint", "paths"),
-    [("healthy_mlp:setup", PATHS), ("digits_mlp:setup", [HERE.parents[1] / "examples" / "digits"])],
-    ids=["control", "digits-example"],
+    [
+        ("healthy_mlp:setup", PATHS),
+        ("healthy_bn_dropout:setup", PATHS),
+        ("digits_mlp:setup", [HERE.parents[1] / "examples" / "digits"]),
+    ],
+    ids=["control", "batchnorm-dropout-control", "digits-example"],
 )
 def test_healthy_models_pass_every_layer_without_a_warning(entrypoint, paths):
     runs = _run(entrypoint, paths)

@@ -218,3 +218,8 @@ def test_collapsed_attention_is_caught():
 def test_embedding_norms_that_run_away_are_caught():
     checks = _l1(_attention_setup(lr=5.0))
     assert checks["embedding_norm_drift"].verdict == CheckVerdict.FAILED
+
+
+def test_an_entrypoint_may_name_a_file():
+    function = load_setup_function(str(REPO / "examples/digits/digits_mlp.py") + ":setup")
+    assert function.__name__ == "setup"

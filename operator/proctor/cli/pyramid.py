@@ -6,12 +6,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from proctor.api.manifests import ManifestError, load_manifests
-from proctor.api.v1alpha1 import CheckVerdict, Experiment, LayerName, PyramidLayers
+from proctor.api.v1alpha1 import CheckVerdict, Experiment, LayerName, LayerPhase, PyramidLayers
+
+if TYPE_CHECKING:
+    from proctor.pyramid.runner import LayerRun
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -72,7 +75,16 @@ def _run(args: argparse.Namespace) -> int:
     except (ManifestError, ValueError, OSError) as exc:
         print(f"proctor pyramid run: {exc}", file=sys.stderr)
         return 2
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError as exc:
+        print(f"proctor pyramid run: --device: {exc}", file=sys.stderr)
+        return 2
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print(
+            "proctor pyramid run: --device cuda, but PyTorch sees no CUDA device", file=sys.stderr
+        )
+        return 2
     try:
         make = factory(entrypoint, config, args.path)
     except ContractError as exc:
@@ -90,15 +102,18 @@ def _run(args: argparse.Namespace) -> int:
         report = write_report(runs, args.report_dir, entrypoint)
         if table:
             print(f"full report: {report}")
-    failed = any(run.result.phase == "Failed" for run in runs)
+    failed = any(run.result.phase == LayerPhase.FAILED for run in runs)
+    passed = [run for run in runs if run.result.phase == LayerPhase.PASSED]
     if args.output == "json":
         print(
             json.dumps(
                 [{**r.result.to_wire(), "seconds": round(r.seconds, 2)} for r in runs], indent=2
             )
         )
-    elif not failed:
+    elif not failed and passed:
         print("the pyramid passed: this code may spend GPU time")
+    elif not failed:
+        print("no layer ran (every one is disabled): nothing was validated")
     return 1 if failed else 0
 
 
@@ -107,7 +122,10 @@ def _inputs(args: argparse.Namespace) -> tuple[str, dict[str, Any], PyramidLayer
     layers = PyramidLayers()
     entrypoint = args.entrypoint
     if args.manifest is not None:
-        [resource] = load_manifests(args.manifest)[:1]
+        resources = load_manifests(args.manifest)
+        if not resources:
+            raise ValueError(f"{args.manifest} holds no Experiment or ValidationPyramid")
+        resource = resources[0]
         code = resource.spec.code
         entrypoint = entrypoint or code.entrypoint
         config = dict(code.config)
@@ -134,7 +152,7 @@ _MARK = {
 }
 
 
-def _print_layer(run: Any) -> None:
+def _print_layer(run: LayerRun) -> None:
     result = run.result
     print(
         f"{result.layer.value}  {result.phase.upper():7s} {run.seconds:6.1f}s  "

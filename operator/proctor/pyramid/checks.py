@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -57,9 +57,11 @@ def to_device(batch: Any, device: torch.device) -> Any:
     """The batch with every tensor in it on `device` (tuples, lists and dicts walked)."""
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # a namedtuple
+        return type(batch)(*(to_device(b, device) for b in batch))
     if isinstance(batch, tuple | list):
         return type(batch)(to_device(b, device) for b in batch)
-    if isinstance(batch, dict):
+    if isinstance(batch, Mapping):  # dicts, and tokenizer outputs such as BatchEncoding
         return {k: to_device(v, device) for k, v in batch.items()}
     return batch
 

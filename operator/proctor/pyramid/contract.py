@@ -20,6 +20,7 @@ Existing training code fits with a ten-line adapter that builds these and return
 
 from __future__ import annotations
 
+import copy
 import importlib
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -110,11 +111,15 @@ SetupFactory = Callable[[], TrainingSetup]
 
 def load_setup_function(entrypoint: str, paths: list[Path] | None = None) -> Callable[..., Any]:
     """The function `package.module:function` names, with `paths` put first on sys.path."""
-    module_name, _, function_name = entrypoint.partition(":")
+    module_name, _, function_name = entrypoint.rpartition(":")
     if not module_name or not function_name:
         raise ContractError(
             f"{entrypoint!r} is not an entrypoint: write it as package.module:setup"
         )
+    if module_name.endswith(".py"):  # a file path, as in examples/digits/digits_mlp.py:setup
+        file = Path(module_name)
+        paths = [file.parent, *(paths or [])]
+        module_name = file.stem
     for path in reversed(paths or []):
         if str(path) not in sys.path:
             sys.path.insert(0, str(path))
@@ -132,7 +137,12 @@ def load_setup_function(entrypoint: str, paths: list[Path] | None = None) -> Cal
 
 def build_setup(function: Callable[..., Any], config: dict[str, Any]) -> TrainingSetup:
     """Call the user's setup with `config` and check what comes back."""
-    returned = function(dict(config))
+    returned = function(copy.deepcopy(config))
+    if returned is None or not (isinstance(returned, dict) or hasattr(returned, "__dict__")):
+        raise ContractError(
+            f"setup() returned {type(returned).__name__}; it must return a dict with model, "
+            "optimizer, train_data and loss_fn"
+        )
     parts = returned if isinstance(returned, dict) else vars(returned)
     missing = [key for key in REQUIRED if parts.get(key) is None]
     if missing:
@@ -149,6 +159,11 @@ def build_setup(function: Callable[..., Any], config: dict[str, Any]) -> Trainin
         raise ContractError("setup()['model'] must be a torch.nn.Module")
     if not isinstance(parts["optimizer"], torch.optim.Optimizer):
         raise ContractError("setup()['optimizer'] must be a torch.optim.Optimizer")
+    if iter(parts["train_data"]) is parts["train_data"]:
+        raise ContractError(
+            "setup()['train_data'] is a one-shot iterator (a generator?): the pyramid loops over "
+            "it epoch after epoch; return something iterable again, like a DataLoader or a list"
+        )
     return TrainingSetup(**{k: v for k, v in parts.items() if k in REQUIRED + OPTIONAL})
 
 

@@ -8,12 +8,14 @@ device's peak. Peaks are dense BF16 tensor-core figures from each vendor datashe
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from proctor.pyramid.contract import TrainingSetup
+from proctor.pyramid.steps import seeded, untouched_buffers
 
 
 @dataclass(frozen=True)
@@ -43,14 +45,21 @@ def device_peak(device: torch.device, override: float | None) -> Peak | None:
     if device.type != "cuda":
         return None
     name = torch.cuda.get_device_name(device)
-    return next((peak for key, peak in PEAK_BF16_DENSE if key in name), None)
+    return next((peak for key, peak in PEAK_BF16_DENSE if _names(key, name)), None)
+
+
+def _names(key: str, device_name: str) -> bool:
+    """`key` as a whole word of the device name, so L4 does not match an L40."""
+    return re.search(rf"(?<![A-Za-z0-9]){re.escape(key)}(?![A-Za-z0-9])", device_name) is not None
 
 
 def flops_per_step(setup: TrainingSetup, batch: object) -> int:
     """FLOPs of one forward and backward pass of the user's loss on `batch` (no optimizer step)."""
     setup.optimizer.zero_grad(set_to_none=True)
     counter = FlopCounterMode(display=False)
-    with counter:
+    device = next((p.device for p in setup.model.parameters()), torch.device("cpu"))
+    # Counting must not change what is counted: no running-statistics update, no RNG draw.
+    with untouched_buffers(setup.model), seeded(0, device), counter:
         setup.loss_fn(setup.model, batch).backward()
     setup.optimizer.zero_grad(set_to_none=True)
     return int(counter.get_total_flops())

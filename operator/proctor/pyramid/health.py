@@ -15,15 +15,20 @@ from torch import nn
 from proctor.api.v1alpha1 import CheckResult
 from proctor.api.v1alpha1.pyramid import HealthSettings
 from proctor.pyramid.checks import check, names, on_device, skipped
-from proctor.pyramid.contract import TrainingSetup
+from proctor.pyramid.contract import ContractError, TrainingSetup
+from proctor.pyramid.steps import checked_loss
 
-RELU_LIKE = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.SiLU, nn.GELU)
 DEAD_ONLY = (nn.ReLU, nn.ReLU6)  # units that output exactly 0 when dead
 
 
 def run(setup: TrainingSetup, settings: HealthSettings, device: torch.device) -> list[CheckResult]:
     model = setup.model
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    if not trainable:
+        raise ContractError(
+            "the model has no trainable parameters: nothing can learn (is everything frozen, or "
+            "are the layers kept in plain lists?)"
+        )
     checks = [_unregistered(model), _in_optimizer(setup, trainable)]
     before = {n: p.detach().clone() for n, p in trainable.items()}
     embeddings = {n: m for n, m in model.named_modules() if isinstance(m, nn.Embedding)}
@@ -36,16 +41,18 @@ def run(setup: TrainingSetup, settings: HealthSettings, device: torch.device) ->
     grad_norms: dict[str, float] = {}
     missing_grad: set[str] = set(trainable)
     try:
-        for step in range(settings.steps):
+        for _ in range(settings.steps):
             batch = next(batches)
             setup.optimizer.zero_grad(set_to_none=True)
-            loss = setup.loss_fn(model, batch)
+            loss = checked_loss(setup.loss_fn(model, batch))
             loss.backward()
-            if step == 0:
-                for name, param in trainable.items():
-                    if param.grad is not None:
-                        missing_grad.discard(name)
-                        grad_norms[name] = float(param.grad.detach().norm())
+            # Over every step, not just the first: a zero-initialised adapter or an expert the
+            # router skipped at first gets its gradient a step later.
+            for name, param in trainable.items():
+                if param.grad is not None:
+                    missing_grad.discard(name)
+                    norm = float(param.grad.detach().norm())
+                    grad_norms[name] = max(grad_norms.get(name, norm), norm)
             setup.optimizer.step()
             losses.append(float(loss.detach()))
             dead.measuring = entropy.measuring = False  # only the first batch's activations

@@ -12,7 +12,7 @@ from proctor.api.v1alpha1 import CheckResult
 from proctor.api.v1alpha1.pyramid import OverfitSettings
 from proctor.pyramid.checks import check, info, on_device
 from proctor.pyramid.contract import TrainingSetup
-from proctor.pyramid.steps import train_step
+from proctor.pyramid.steps import evaluating, train_step
 
 
 def run(
@@ -69,7 +69,9 @@ def run(
 
 @torch.no_grad()
 def _mean_loss(setup: TrainingSetup, subset: list[Any]) -> float:
-    return sum(float(setup.loss_fn(setup.model, batch)) for batch in subset) / len(subset)
+    """The subset's loss in eval mode: the curve shows learning, not dropout noise."""
+    with evaluating(setup.model):
+        return sum(float(setup.loss_fn(setup.model, batch)) for batch in subset) / len(subset)
 
 
 def _monotonicity(curve: list[float], smoothing: float = 0.5) -> float:

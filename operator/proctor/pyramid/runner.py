@@ -22,8 +22,11 @@ from proctor.api.v1alpha1.pyramid import PyramidLayers
 from proctor.pyramid import efficiency, endtoend, health, overfit
 from proctor.pyramid.checks import check
 from proctor.pyramid.contract import ContractError, SetupFactory
+from proctor.pyramid.steps import seeded
 
 TERMINATION_MESSAGE_LIMIT = 4096
+LAYER_SEED = 0
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # operator/proctor
 LAYER_ORDER = (LayerName.L0, LayerName.L1, LayerName.L2, LayerName.L3)
 
 
@@ -53,10 +56,15 @@ def run_layer(
         return LayerRun(result)
     details: dict[str, Any] = {}
     try:
-        checks = _checks(layer, factory, settings, entrypoint, device, details)
+        # Each layer starts from the same seed, so a layer run alone in its Job behaves as in a
+        # local run of the whole pyramid; the caller's generators are left as they were.
+        with seeded(LAYER_SEED, device):
+            checks = _checks(layer, factory, settings, entrypoint, device, details)
     except ContractError as exc:
         checks = [check("contract", False, passed="", failed=str(exc))]
-    except Exception as exc:  # the user's code raised: that is this layer's finding
+    except Exception as exc:
+        if _raised_by_proctor(exc):
+            raise  # our bug, not a finding about the user's code
         details["traceback"] = traceback.format_exc()
         checks = [
             check(
@@ -83,6 +91,12 @@ def run_layer(
         message=message[:4000],
     )
     return LayerRun(result, details, time.perf_counter() - started)
+
+
+def _raised_by_proctor(exc: BaseException) -> bool:
+    """Whether the innermost frame that raised `exc` is Proctor's own code."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and Path(frames[-1].filename).is_relative_to(PACKAGE_DIR)
 
 
 def _checks(

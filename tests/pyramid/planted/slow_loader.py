@@ -9,7 +9,7 @@ from planted_common import setup as base
 class SleepyBatches(Batches):
     def __iter__(self):
         for batch in super().__iter__():
-            time.sleep(0.003)
+            time.sleep(0.01)
             yield batch
 
 
