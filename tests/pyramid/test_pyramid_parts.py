@@ -223,3 +223,66 @@ def test_embedding_norms_that_run_away_are_caught():
 def test_an_entrypoint_may_name_a_file():
     function = load_setup_function(str(REPO / "examples/digits/digits_mlp.py") + ":setup")
     assert function.__name__ == "setup"
+
+
+def test_a_plain_list_of_registered_layers_is_no_false_alarm():
+    class Looped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(2, 4), nn.Linear(4, 1)
+            self.in_order = [self.fc1, self.fc2]  # registered above; the list is for looping
+
+        def forward(self, x):
+            for layer in self.in_order:
+                x = layer(x)
+            return x
+
+    model = Looped()
+    setup = build_setup(
+        lambda config: {
+            **_minimal(),
+            "model": model,
+            "optimizer": torch.optim.SGD(model.parameters(), lr=0.1),
+        },
+        {},
+    )
+    assert _l1(setup)["parameters_registered"].verdict == CheckVerdict.PASSED
+
+
+def test_isolation_does_not_confuse_library_modules_with_test_modules(tmp_path):
+    package = tmp_path / "pkg"
+    (package / "tests").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "tests" / "data.py").write_text("")
+    (package / "loader.py").write_text("from torch.utils import data\nimport unittest.mock\n")
+    found = [v.imported for v in isolation.scan(tmp_path, sorted(package.rglob("*.py")))]
+    assert found == ["unittest.mock"]
+
+
+def test_predict_that_switches_batchnorm_to_training_mode_is_caught(tmp_path):
+    from proctor.api.v1alpha1.pyramid import EndToEndSettings
+    from proctor.pyramid import endtoend
+
+    def make():
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.Linear(8, 1))
+        data = [(torch.randn(16, 2), torch.randn(16, 1)) for _ in range(4)]
+
+        def predict(m, batch):
+            m.train()  # the bug
+            return m(batch[0])
+
+        return build_setup(
+            lambda config: {
+                "model": model,
+                "optimizer": torch.optim.SGD(model.parameters(), lr=0.01),
+                "train_data": data,
+                "loss_fn": lambda m, b: ((m(b[0]) - b[1]) ** 2).mean(),
+                "predict_fn": predict,
+            },
+            {},
+        )
+
+    checks = {c.name: c for c in endtoend.run(make, EndToEndSettings(), torch.device("cpu"))}
+    assert checks["predictions_deterministic"].verdict == CheckVerdict.FAILED
+    assert "switches modules back to training mode" in checks["predictions_deterministic"].message

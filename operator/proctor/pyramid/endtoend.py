@@ -102,7 +102,8 @@ def _predictions(
     with evaluating(original.model), evaluating(reloaded.model), torch.no_grad():
         first, second = original.predict(batch), original.predict(batch)
         restored = reloaded.predict(batch)
-    deterministic = torch.equal(first, second)
+        switched = sorted(n or "(model)" for n, m in original.model.named_modules() if m.training)
+    deterministic = torch.equal(first, second) and not switched
     difference = (
         float((first - restored).abs().max()) if first.shape == restored.shape else math.inf
     )
@@ -111,7 +112,13 @@ def _predictions(
             "predictions_deterministic",
             deterministic,
             passed="predicting the same batch twice in eval mode gives identical outputs",
-            failed="predicting the same batch twice in eval mode gives different outputs: dropout "
+            failed=(
+                f"predict switches modules back to training mode ({names(switched)}): "
+                "dropout and BatchNorm then behave as in training. Do not call model.train() "
+                "in predict."
+            )
+            if switched
+            else "predicting the same batch twice in eval mode gives different outputs: dropout "
             "or another random layer is active at inference. Call model.eval() and do not switch "
             "to train() (or use F.dropout(training=True)) in predict.",
         ),

@@ -41,7 +41,7 @@ def run(setup: TrainingSetup, settings: HealthSettings, device: torch.device) ->
     grad_norms: dict[str, float] = {}
     missing_grad: set[str] = set(trainable)
     try:
-        for _ in range(settings.steps):
+        for step in range(settings.steps):
             batch = next(batches)
             setup.optimizer.zero_grad(set_to_none=True)
             loss = checked_loss(setup.loss_fn(model, batch))
@@ -55,7 +55,8 @@ def run(setup: TrainingSetup, settings: HealthSettings, device: torch.device) ->
                     grad_norms[name] = max(grad_norms.get(name, norm), norm)
             setup.optimizer.step()
             losses.append(float(loss.detach()))
-            dead.measuring = entropy.measuring = False  # only the first batch's activations
+            # Activations on the first batch and on the last: ReLUs can die during the steps.
+            dead.measuring = entropy.measuring = step == settings.steps - 2
     finally:
         dead.remove()
         entropy.remove()
@@ -150,10 +151,21 @@ def _gradient_message(
 
 
 def _unregistered(model: nn.Module) -> CheckResult:
-    """Modules or parameters kept in plain lists or dicts are invisible to .parameters()."""
+    """Modules or parameters kept only in plain lists or dicts are invisible to .parameters()."""
+    registered = {id(p) for p in model.parameters()}
+
+    def hidden(item: object) -> bool:
+        if isinstance(item, nn.Parameter):
+            return id(item) not in registered
+        if isinstance(item, nn.Module):
+            return any(id(p) not in registered for p in item.parameters())
+        return False
+
     found = []
     for module_name, module in model.named_modules():
         for attribute, value in vars(module).items():
+            if attribute.startswith("_"):
+                continue
             items = (
                 value.values()
                 if isinstance(value, dict)
@@ -161,9 +173,7 @@ def _unregistered(model: nn.Module) -> CheckResult:
                 if isinstance(value, list | tuple)
                 else ()
             )
-            if attribute.startswith("_"):
-                continue
-            if any(isinstance(item, nn.Module | nn.Parameter) for item in items):
+            if any(hidden(item) for item in items):
                 found.append(f"{module_name + '.' if module_name else ''}{attribute}")
     return check(
         "parameters_registered",
@@ -209,7 +219,8 @@ class _DeadUnits:
         def hook(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
             if self.measuring and isinstance(output, torch.Tensor) and output.dim() >= 2:
                 flat = output.detach().reshape(output.shape[0], -1)
-                self.fractions[name] = float((flat <= 0).all(dim=0).float().mean())
+                fraction = float((flat <= 0).all(dim=0).float().mean())
+                self.fractions[name] = max(fraction, self.fractions.get(name, 0.0))
 
         return hook
 

@@ -43,13 +43,15 @@ def package_files(entrypoint: str) -> tuple[Path, list[Path]]:
     origin = Path(spec.origin)
     if origin.name == "__init__.py":
         return origin.parent.parent, sorted(origin.parent.rglob("*.py"))
-    return origin.parent, [origin]
+    # A lone module: its neighbours are the code it ships with.
+    return origin.parent, sorted(origin.parent.glob("*.py"))
 
 
 def scan(root: Path, files: list[Path]) -> list[Violation]:
     """Imports of test or validation code from the core (non-test) modules in `files`."""
     tests = {p for p in files if is_test_module(p.relative_to(root))}
     test_names = {p.stem for p in tests}
+    local = {p.relative_to(root).parts[0].removesuffix(".py") for p in files}
     violations = []
     for path in files:
         if path in tests:
@@ -59,16 +61,24 @@ def scan(root: Path, files: list[Path]) -> list[Violation]:
             names: list[str] = []
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
             elif isinstance(node, ast.ImportFrom):
-                names = [alias.name for alias in node.names]  # from . import x
+                # Relative imports are the package's own: give them its name.
+                base = node.module or ""
+                base = f"{next(iter(local))}.{base}" if node.level and local else base
+                names = [base] + [f"{base}.{a.name}" for a in node.names]
             for name in names:
-                parts = name.split(".")
-                if (
-                    parts[0] in FORBIDDEN_ROOTS
-                    or any(p in test_names or p in ("tests", "test", "conftest") for p in parts)
-                    or any(p.startswith("test_") for p in parts)
+                parts = [p for p in name.split(".") if p]
+                # Test-module names only count inside the package: torch.utils.data is not
+                # tests/data.py.
+                own = bool(parts) and parts[0] in local
+                if (parts and parts[0] in FORBIDDEN_ROOTS) or (
+                    own
+                    and any(
+                        p in test_names
+                        or p in ("tests", "test", "conftest")
+                        or p.startswith("test_")
+                        for p in parts
+                    )
                 ):
                     violations.append(Violation(path, getattr(node, "lineno", 0), name))
                     break

@@ -26,7 +26,8 @@ def run(
         if samples >= settings.samples:
             break
     initial = _mean_loss(setup, subset)
-    target = settings.target_loss_ratio * initial
+    floor = settings.loss_floor
+    target = floor + settings.target_loss_ratio * (initial - floor)
     curve = [initial]
     steps = 0
     while steps < settings.max_steps and curve[-1] > target:
@@ -35,7 +36,7 @@ def run(
             steps += 1
         curve.append(_mean_loss(setup, subset))
     final = curve[-1]
-    ratio = final / initial if initial > 0 else math.inf
+    ratio = (final - floor) / (initial - floor) if initial > floor else math.inf
     trend = _monotonicity(curve)
     checks = [
         info("subset", f"{samples} samples in {len(subset)} fixed batches, {steps} steps"),
@@ -51,7 +52,8 @@ def run(
             f"{ratio:.0%} of its start {initial:.4g} (target {settings.target_loss_ratio:.0%}): "
             "the model cannot even memorise a tiny set. Check that labels match inputs, the "
             "learning rate is not ~0, the loss compares the right tensors, and the model has "
-            "capacity.",
+            "capacity. If label smoothing or a regulariser keeps the loss above 0, set "
+            "layers.l2.lossFloor.",
         ),
         check(
             "loss_trend",

@@ -173,6 +173,13 @@ class OverfitSettings(LayerSettings):
         lt=1,
         description="The final loss must fall to this share of the first loss (0.1 = a tenth).",
     )
+    loss_floor: float = Field(
+        default=0.0,
+        ge=0,
+        description="The lowest loss the objective can reach: 0 for plain cross-entropy or "
+        "squared error, above 0 with label smoothing or a regulariser in the loss. The target "
+        "ratio applies to the part of the loss above it.",
+    )
     min_monotonicity: float = Field(
         default=0.7,
         ge=0,
