@@ -21,7 +21,13 @@ from proctor.pyramid.steps import checked_loss
 DEAD_ONLY = (nn.ReLU, nn.ReLU6)  # units that output exactly 0 when dead
 
 
-def run(setup: TrainingSetup, settings: HealthSettings, device: torch.device) -> list[CheckResult]:
+def run(
+    setup: TrainingSetup,
+    settings: HealthSettings,
+    device: torch.device,
+    details: dict[str, Any] | None = None,
+) -> list[CheckResult]:
+    """The L1 checks; `details`, if given, receives the per-parameter table for the report."""
     model = setup.model
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     if not trainable:
@@ -128,6 +134,17 @@ def run(setup: TrainingSetup, settings: HealthSettings, device: torch.device) ->
     checks.append(dead.result(settings))
     checks.append(entropy.result(settings))
     checks.append(_embedding_drift(embeddings, embedding_norms, settings))
+    if details is not None:
+        details["parameters"] = {
+            name: {
+                "grad_norm_max": grad_norms.get(name),
+                "updated": name not in unchanged,
+                "shape": list(param.shape),
+            }
+            for name, param in trainable.items()
+        }
+        details["losses"] = losses
+        details["dead_unit_ratio"] = dead.fractions
     return checks
 
 

@@ -115,7 +115,7 @@ def _checks(
         checks, details["measurements"] = efficiency.run(setup, settings, device, entrypoint)
         return checks
     if layer == LayerName.L1:
-        return health.run(setup, settings, device)
+        return health.run(setup, settings, device, details)
     checks, details["curve"] = overfit.run(setup, settings, device)
     return checks
 
