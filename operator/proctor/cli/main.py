@@ -6,7 +6,7 @@ import argparse
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from proctor.cli import cluster, crds, pyramid, validate
+from proctor.cli import cluster, crds, pyramid, train, validate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     cluster.add_parser(commands)
     crds.add_parser(commands)
     pyramid.add_parser(commands)
+    train.add_parser(commands)
     validate.add_parser(commands)
     return parser
 

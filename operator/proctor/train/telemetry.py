@@ -54,7 +54,9 @@ class TrainingMetrics:
             "proctor_train_tokens_per_second", "Training tokens per second over the last window."
         )
         self.mfu = gauge("proctor_train_mfu_ratio", "Model FLOPs utilisation over the last window.")
-        self.grad_norm = gauge("proctor_train_grad_norm", "Global gradient norm, latest logged step.")
+        self.grad_norm = gauge(
+            "proctor_train_grad_norm", "Global gradient norm, latest logged step."
+        )
         self.learning_rate = gauge("proctor_train_learning_rate", "Learning rate, latest step.")
         self.data_wait = gauge(
             "proctor_train_data_wait_ratio", "Share of the last window spent waiting for data."
@@ -73,7 +75,9 @@ class TrainingMetrics:
         self.samples = counter("proctor_train_samples", "Training samples processed.")
         self.tokens = counter("proctor_train_tokens", "Training tokens processed.")
         self._eval = Gauge(
-            "proctor_train_eval_metric", "Latest evaluation metrics.", (*LABELS, "metric"),
+            "proctor_train_eval_metric",
+            "Latest evaluation metrics.",
+            (*LABELS, "metric"),
             registry=registry,
         )
         self._labels = (experiment, namespace)
@@ -109,7 +113,9 @@ class Telemetry:
         self._file: IO[str] | None = None
         if metrics_file is not None:
             metrics_file.parent.mkdir(parents=True, exist_ok=True)
-            self._file = metrics_file.open("a", buffering=1)  # line-buffered: readers see whole lines
+            self._file = metrics_file.open(
+                "a", buffering=1
+            )  # line-buffered: readers see whole lines
         self.server = start_http_server(port, registry=self.registry) if port is not None else None
         self._window_started = clock()
         self._reset_window()
@@ -181,9 +187,13 @@ class Telemetry:
         m.samples_per_second.set(record["samples_per_second"])
         m.step_seconds.set(record["step_duration_seconds"])
         m.data_wait.set(record["data_wait_ratio"])
-        for gauge, key in ((m.loss, "loss"), (m.grad_norm, "grad_norm"),
-                           (m.learning_rate, "learning_rate"), (m.mfu, "mfu_ratio"),
-                           (m.tokens_per_second, "tokens_per_second")):
+        for gauge, key in (
+            (m.loss, "loss"),
+            (m.grad_norm, "grad_norm"),
+            (m.learning_rate, "learning_rate"),
+            (m.mfu, "mfu_ratio"),
+            (m.tokens_per_second, "tokens_per_second"),
+        ):
             if record[key] is not None:
                 gauge.set(record[key])
         self._write({k: v for k, v in record.items() if v is not None})
@@ -201,12 +211,18 @@ class Telemetry:
         self._write({"time": stamp, "event": "checkpoint", "step": step, "uri": uri})
 
     def evaluation(self, step: int, metrics: dict[str, float]) -> None:
-        """Report evaluation metrics (non-finite values are reported too: the watchdog wants them)."""
+        """Report evaluation metrics; non-finite values too, since the watchdog wants them."""
         values = {name: float(value) for name, value in metrics.items()}
         for name, value in values.items():
             self.metrics.eval_metric(name).set(value)
-        self._write({"time": time.time(), "event": "eval", "step": step,
-                     "metrics": {k: (v if math.isfinite(v) else str(v)) for k, v in values.items()}})
+        self._write(
+            {
+                "time": time.time(),
+                "event": "eval",
+                "step": step,
+                "metrics": {k: (v if math.isfinite(v) else str(v)) for k, v in values.items()},
+            }
+        )
 
     def close(self) -> None:
         self.flush()

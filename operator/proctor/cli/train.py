@@ -1,0 +1,119 @@
+"""`proctor train`: the default trainer the operator runs when an Experiment gives no command.
+
+Every option can come from the environment the operator sets on the training pod (PROCTOR_*), so
+the Job's command stays `proctor train`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from proctor.api.manifests import ManifestError, load_manifests
+from proctor.api.v1alpha1 import Experiment, duration_seconds
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    env = os.environ.get
+    train = commands.add_parser("train", help="train user code under a budget, with checkpoints")
+    train.add_argument("--manifest", type=Path, help="an Experiment: code, budget and checkpoints")
+    train.add_argument("--entrypoint", default=env("PROCTOR_ENTRYPOINT"))
+    train.add_argument("--config", default=env("PROCTOR_CONFIG"), help="JSON object for setup")
+    train.add_argument("--path", type=Path, action="append", default=[])
+    train.add_argument("--max-steps", type=int, default=_int(env("PROCTOR_MAX_STEPS")))
+    train.add_argument("--max-duration", default=env("PROCTOR_MAX_DURATION"), help="like 2h30m")
+    train.add_argument("--checkpoint-uri", default=env("PROCTOR_CHECKPOINT_URI"))
+    train.add_argument(
+        "--checkpoint-every-steps", type=int, default=_int(env("PROCTOR_CHECKPOINT_EVERY_STEPS"))
+    )
+    train.add_argument("--checkpoint-every", default=env("PROCTOR_CHECKPOINT_EVERY", "30m"))
+    train.add_argument("--keep-last", type=int, default=_int(env("PROCTOR_KEEP_LAST")) or 3)
+    train.add_argument(
+        "--eval-every-steps", type=int, default=_int(env("PROCTOR_EVAL_EVERY_STEPS"))
+    )
+    train.add_argument("--experiment", default=env("PROCTOR_EXPERIMENT", "local"))
+    train.add_argument("--namespace", default=env("PROCTOR_NAMESPACE", "default"))
+    train.add_argument("--metrics-port", type=int, default=_int(env("PROCTOR_METRICS_PORT")))
+    train.add_argument("--metrics-file", type=Path, default=env("PROCTOR_METRICS_FILE"))
+    train.add_argument("--log-every", type=int, default=10)
+    train.add_argument("--device", default=env("PROCTOR_DEVICE"))
+    train.set_defaults(run=_run)
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value else None
+
+
+def _run(args: argparse.Namespace) -> int:
+    import torch
+
+    from proctor.pyramid.contract import ContractError, factory
+    from proctor.train.checkpoints import local_directory
+    from proctor.train.telemetry import Telemetry
+    from proctor.train.trainer import ExitCode, TrainingPlan, train
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        entrypoint, config = _code(args)
+        plan = TrainingPlan(
+            max_steps=args.max_steps,
+            max_seconds=duration_seconds(args.max_duration) if args.max_duration else None,
+            checkpoint_dir=local_directory(args.checkpoint_uri) if args.checkpoint_uri else None,
+            checkpoint_every_steps=args.checkpoint_every_steps,
+            checkpoint_every_seconds=duration_seconds(args.checkpoint_every),
+            keep_last=args.keep_last,
+            eval_every_steps=args.eval_every_steps,
+        )
+        make = factory(entrypoint, config, args.path)
+        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except (ContractError, ManifestError, ValueError, OSError, RuntimeError) as exc:
+        print(f"proctor train: {exc}", file=sys.stderr)
+        return int(ExitCode.BAD_CONFIG)
+    with Telemetry(
+        experiment=args.experiment,
+        namespace=args.namespace,
+        port=args.metrics_port,
+        metrics_file=args.metrics_file,
+        log_every=args.log_every,
+    ) as telemetry:
+        result = train(make, plan, telemetry, device)
+    resumed = f" (resumed from step {result.resumed_from})" if result.resumed_from else ""
+    print(
+        f"proctor train: {result.exit_code.name.lower()} at step {result.step}{resumed}: "
+        f"{result.message}",
+        file=sys.stderr if result.exit_code else sys.stdout,
+    )
+    return int(result.exit_code)
+
+
+def _code(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    entrypoint, config = args.entrypoint, {}
+    if args.manifest is not None:
+        experiments = [r for r in load_manifests(args.manifest) if isinstance(r, Experiment)]
+        if not experiments:
+            raise ValueError(f"{args.manifest} holds no Experiment")
+        spec = experiments[0].spec
+        entrypoint = entrypoint or spec.code.entrypoint
+        config = dict(spec.code.config)
+        args.max_steps = args.max_steps or spec.training.budget.max_steps
+        args.max_duration = args.max_duration or spec.training.budget.max_duration
+        if spec.training.checkpoint is not None:
+            args.checkpoint_uri = args.checkpoint_uri or spec.training.checkpoint.uri
+            args.checkpoint_every_steps = (
+                args.checkpoint_every_steps or spec.training.checkpoint.every_steps
+            )
+            args.keep_last = spec.training.checkpoint.keep_last
+    if not entrypoint:
+        raise ValueError("give --entrypoint package.module:setup or --manifest FILE")
+    if args.config:
+        parsed = yaml.safe_load(args.config)
+        if not isinstance(parsed, dict):
+            raise ValueError("--config must be a JSON object")
+        config = parsed
+    return entrypoint, config

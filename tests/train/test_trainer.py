@@ -1,0 +1,157 @@
+"""The default trainer: budgets, exit codes, and checkpoints that survive SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.crd_schema import REPO
+from tests.support.tools import tool
+
+CODE = Path(__file__).parent / "code"
+DIGITS = str(REPO / "examples/digits/digits_mlp.py") + ":setup"
+
+
+def _train(*args: str, env: dict[str, str] | None = None, wait: bool = True):
+    command = [tool("proctor"), "train", *args]
+    if not wait:
+        return subprocess.Popen(
+            command,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    return subprocess.run(
+        command, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=300
+    )
+
+
+def _steps(directory: Path) -> list[int]:
+    return sorted(int(p.name.split("-")[1]) for p in directory.glob("step-*") if "." not in p.name)
+
+
+def test_it_trains_to_max_steps_checkpoints_keeps_the_last_k_and_evaluates(tmp_path):
+    metrics = tmp_path / "metrics.jsonl"
+    result = _train(
+        "--entrypoint",
+        DIGITS,
+        "--max-steps",
+        "120",
+        "--checkpoint-uri",
+        f"file://{tmp_path / 'ckpt'}",
+        "--checkpoint-every-steps",
+        "40",
+        "--keep-last",
+        "2",
+        "--metrics-file",
+        str(metrics),
+    )
+    assert result.returncode == 0, result.stderr
+    assert _steps(tmp_path / "ckpt") == [80, 120]
+    text = metrics.read_text()
+    assert '"event":"checkpoint","step":120' in text
+    assert '"event":"eval","step":120' in text
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint_and_ends_at_the_same_step(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    args = (
+        "--entrypoint",
+        DIGITS,
+        "--max-steps",
+        "3000",
+        "--checkpoint-uri",
+        str(ckpt),
+        "--checkpoint-every-steps",
+        "100",
+    )
+    run = _train(*args, wait=False)
+    deadline = time.monotonic() + 120
+    while not _steps(ckpt):
+        assert time.monotonic() < deadline, "no checkpoint was written in time"
+        assert run.poll() is None, run.stderr
+        time.sleep(0.05)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    killed_at = max(_steps(ckpt))
+    assert killed_at < 3000
+    again = _train(*args)
+    assert again.returncode == 0, again.stderr
+    assert f"resumed from step {killed_at}" in again.stdout
+    assert max(_steps(ckpt)) == 3000
+
+
+def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one_as_newest(tmp_path):
+    ckpt, started = tmp_path / "ckpt", tmp_path / "save-started"
+    args = (
+        "--entrypoint",
+        f"{CODE / 'slow_saver.py'}:setup",
+        "--max-steps",
+        "60",
+        "--checkpoint-uri",
+        str(ckpt),
+        "--checkpoint-every-steps",
+        "20",
+    )
+    # The first save is quick; from the second on, saves pause half-way.
+    first = _train(*args[:3], "20", *args[4:])
+    assert first.returncode == 0, first.stderr
+    run = _train(*args, env={"SAVE_STARTED": str(started), "SAVE_PAUSE": "30"}, wait=False)
+    deadline = time.monotonic() + 120
+    while not started.exists():
+        assert time.monotonic() < deadline, "the save never started"
+        assert run.poll() is None, run.stderr
+        time.sleep(0.05)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    assert list(ckpt.glob("*.partial")), "the interrupted write stays aside"
+    assert _steps(ckpt) == [20]
+    resumed = _train(*args)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from step 20" in resumed.stdout
+    assert _steps(ckpt)[-1] == 60
+    assert not list(ckpt.glob("*.partial")), "leftovers are cleaned up by the next save"
+
+
+def test_a_corrupt_newest_checkpoint_is_skipped_with_a_warning(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    args = ("--entrypoint", DIGITS, "--checkpoint-uri", str(ckpt), "--checkpoint-every-steps", "30")
+    assert _train(*args, "--max-steps", "60").returncode == 0
+    (ckpt / "step-000000060" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    result = _train(*args, "--max-steps", "90")
+    assert result.returncode == 0, result.stderr
+    assert "step-000000060 cannot be loaded" in result.stderr
+    assert "resumed from step 30" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (("--entrypoint", DIGITS, "--max-duration", "1s"), 3, "maxDuration reached"),
+        (("--entrypoint", DIGITS), 2, "needs max_steps, max_seconds or both"),
+        (("--entrypoint", "nowhere_at_all:setup", "--max-steps", "5"), 2, "cannot import"),
+        (
+            (
+                "--entrypoint",
+                f"{CODE / 'slow_saver.py'}:nan_after_20",
+                "--max-steps",
+                "200",
+                "--log-every",
+                "1",
+            ),
+            1,
+            "the loss became",
+        ),
+    ],
+    ids=["budget-exhausted", "no-budget", "bad-entrypoint", "nan-loss"],
+)
+def test_exit_codes_tell_outcomes_apart(tmp_path, args, code, says):
+    result = _train(*args)
+    assert result.returncode == code, result.stdout + result.stderr
+    assert says in result.stdout + result.stderr
