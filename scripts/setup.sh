@@ -29,5 +29,14 @@ fi
 "$VENV/bin/python" -m pip install --quiet ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "torch==${TORCH_VERSION}"
 "$VENV/bin/python" -m pip install --quiet -e '.[all,test]'
 PYTHON="$VENV/bin/python" ./scripts/install-kube-tools.sh
+# Prometheus and promtool (Debian's package) for the tests that scrape real metrics. CI runs as
+# root; elsewhere install the package yourself, or those tests fail saying so.
+if ! command -v prometheus >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
+  else
+    echo "setup: prometheus is not installed (apt-get install prometheus); its tests will fail" >&2
+  fi
+fi
 touch "$VENV/.installed"
 echo "Ready: $("$VENV/bin/proctor" --version), torch $("$VENV/bin/python" -c 'import torch; print(torch.__version__)')"
