@@ -33,7 +33,8 @@ def _train(*args: str, env: dict[str, str] | None = None, wait: bool = True):
 
 
 def _steps(directory: Path) -> list[int]:
-    return sorted(int(p.name.split("-")[1]) for p in directory.glob("step-*") if "." not in p.name)
+    """Steps of the complete checkpoints (those with their COMPLETE marker)."""
+    return sorted(int(p.parent.name.split("-")[1]) for p in directory.glob("step-*/COMPLETE"))
 
 
 def test_it_trains_to_max_steps_checkpoints_keeps_the_last_k_and_evaluates(tmp_path):
@@ -110,13 +111,14 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one_as_newest(tmp_
         time.sleep(0.05)
     run.send_signal(signal.SIGKILL)
     run.wait()
-    assert list(ckpt.glob("*.partial")), "the interrupted write stays aside"
+    # save_fn writes into a local temporary directory; nothing reaches the store until it is
+    # done, and the checkpoint counts only once its COMPLETE marker is there.
     assert _steps(ckpt) == [20]
     resumed = _train(*args)
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from step 20" in resumed.stdout
     assert _steps(ckpt)[-1] == 60
-    assert not list(ckpt.glob("*.partial")), "leftovers are cleaned up by the next save"
+    assert sorted(p.name for p in ckpt.iterdir()) == [f"step-{s:09d}" for s in _steps(ckpt)]
 
 
 def test_a_corrupt_newest_checkpoint_is_skipped_with_a_warning(tmp_path):

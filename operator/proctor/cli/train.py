@@ -54,7 +54,6 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     from proctor.pyramid.contract import ContractError, factory
-    from proctor.train.checkpoints import local_directory
     from proctor.train.telemetry import Telemetry
     from proctor.train.trainer import ExitCode, TrainingPlan, train
 
@@ -64,7 +63,7 @@ def _run(args: argparse.Namespace) -> int:
         plan = TrainingPlan(
             max_steps=args.max_steps,
             max_seconds=duration_seconds(args.max_duration) if args.max_duration else None,
-            checkpoint_dir=local_directory(args.checkpoint_uri) if args.checkpoint_uri else None,
+            checkpoint_uri=args.checkpoint_uri,
             checkpoint_every_steps=args.checkpoint_every_steps,
             checkpoint_every_seconds=duration_seconds(args.checkpoint_every),
             keep_last=args.keep_last,

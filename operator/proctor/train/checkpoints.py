@@ -1,14 +1,13 @@
-"""Checkpoints that survive a crash: written aside, then published with one rename.
+"""Checkpoints that survive a crash, on any object store (`file://`, `s3://`).
 
-Layout under the checkpoint directory:
+Layout under the checkpoint URI:
 
-    step-000000100/          a complete checkpoint: the user's save_fn output + COMPLETE
-    step-000000200.partial/  being written (or left by a crash): never loaded, cleaned up later
+    step-000000100/<files of save_fn>   then   step-000000100/COMPLETE   (written last)
 
-`COMPLETE` (JSON: step, time) is written last inside the partial directory, and the directory is
-renamed into place only then, so a SIGKILL at any moment leaves either the previous complete
-checkpoint or the new one as the newest, never half of one. Local paths and `file://` URIs;
-object storage (`s3://`) comes with the storage layer shared with the watchdog.
+The user's save_fn writes into a local temporary directory; its files are uploaded, and only then
+is `COMPLETE` (JSON: step, time) put. A checkpoint without it (a crash mid-upload, or a SIGKILL
+mid-save) is never loaded and is removed by the next successful save, so a kill at any moment
+leaves the newest *complete* checkpoint intact.
 """
 
 from __future__ import annotations
@@ -16,99 +15,85 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
+import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from proctor.storage import ObjectStore
+
 logger = logging.getLogger(__name__)
-_COMPLETE = "COMPLETE"
-_NAME = re.compile(r"^step-(\d{9})$")
+COMPLETE = "COMPLETE"
+_STEP = re.compile(r"^step-(\d{9})/")
 
 
 @dataclass(frozen=True)
 class Checkpoint:
     step: int
-    path: Path
+    prefix: str  # "step-000000100/"
     time: float
-
-
-def local_directory(uri: str) -> Path:
-    """The directory a checkpoint URI names; only local ones for now, with a clear error."""
-    if uri.startswith("file://"):
-        return Path(uri.removeprefix("file://"))
-    if "://" in uri:
-        scheme = uri.split("://", 1)[0]
-        raise ValueError(
-            f"checkpoint URI scheme {scheme!r} is not supported yet by the default trainer: use "
-            "file:///path (s3:// arrives with the shared storage layer)"
-        )
-    return Path(uri)
+    uri: str
 
 
 class CheckpointStore:
-    """Complete checkpoints in one directory, newest first."""
+    """Complete checkpoints in one object store, newest first."""
 
-    def __init__(self, directory: Path, keep_last: int = 3) -> None:
+    def __init__(self, store: ObjectStore, keep_last: int = 3) -> None:
         if keep_last < 1:
             raise ValueError(f"keep_last must be at least 1, got {keep_last}")
-        self.directory = directory
+        self.store = store
         self.keep_last = keep_last
 
     def save(self, step: int, write: Callable[[Path], None]) -> Checkpoint:
-        """Write a checkpoint of `step` with `write(directory)`, then publish it atomically."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        final = self.directory / f"step-{step:09d}"
-        partial = final.with_name(final.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir()
-        write(partial)
+        """Write a checkpoint of `step` with `write(directory)`, upload it, then publish it."""
+        prefix = f"step-{step:09d}/"
+        for stale in self.store.list(prefix):  # the same step saved again (a resumed run)
+            self.store.delete(stale)
+        with tempfile.TemporaryDirectory(prefix="proctor-checkpoint-") as directory:
+            root = Path(directory)
+            write(root)
+            for path in sorted(p for p in root.rglob("*") if p.is_file()):
+                self.store.put(prefix + path.relative_to(root).as_posix(), path.read_bytes())
         stamp = time.time()
-        (partial / _COMPLETE).write_text(json.dumps({"step": step, "time": stamp}))
-        if final.exists():  # the same step saved again (a resumed run): replace it whole
-            shutil.rmtree(final)
-        partial.rename(final)
+        self.store.put(prefix + COMPLETE, json.dumps({"step": step, "time": stamp}).encode())
         self._prune()
-        return Checkpoint(step, final, stamp)
+        return Checkpoint(step, prefix, stamp, self.store.url(prefix))
 
     def complete(self) -> list[Checkpoint]:
         """Every complete checkpoint, newest first."""
-        if not self.directory.exists():
-            return []
         found = []
-        for path in self.directory.iterdir():
-            match = _NAME.match(path.name)
-            marker = path / _COMPLETE
-            if match and marker.is_file():
-                try:
-                    meta = json.loads(marker.read_text())
-                except ValueError:
-                    logger.warning("checkpoint %s has an unreadable COMPLETE marker; skipped", path)
-                    continue
-                found.append(Checkpoint(int(match.group(1)), path, float(meta.get("time", 0))))
+        for key in self.store.list("step-"):
+            match = _STEP.match(key)
+            if not match or key != match.group(0) + COMPLETE:
+                continue
+            try:
+                meta = json.loads(self.store.get(key))
+            except ValueError:
+                logger.warning("checkpoint %s has an unreadable COMPLETE marker; skipped", key)
+                continue
+            prefix = match.group(0)
+            found.append(
+                Checkpoint(
+                    int(match.group(1)), prefix, float(meta.get("time", 0)), self.store.url(prefix)
+                )
+            )
         return sorted(found, key=lambda c: c.step, reverse=True)
 
-    def newest_loadable(self, load: Callable[[Path], None]) -> Iterator[Checkpoint]:
-        """Tries `load` on each complete checkpoint, newest first; yields the one that loaded.
-        A checkpoint that fails to load is skipped with a warning (and kept, for a person)."""
-        for checkpoint in self.complete():
-            try:
-                load(checkpoint.path)
-            except Exception as exc:
-                logger.warning(
-                    "checkpoint %s cannot be loaded (%s: %s); trying an older one",
-                    checkpoint.path,
-                    type(exc).__name__,
-                    exc,
-                )
+    def download(self, checkpoint: Checkpoint, directory: Path) -> None:
+        """The checkpoint's files (without the marker) into `directory`, for the user's load_fn."""
+        for key in self.store.list(checkpoint.prefix):
+            relative = key.removeprefix(checkpoint.prefix)
+            if relative == COMPLETE:
                 continue
-            yield checkpoint
-            return
+            target = directory / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(self.store.get(key))
 
     def _prune(self) -> None:
-        for old in self.complete()[self.keep_last :]:
-            shutil.rmtree(old.path, ignore_errors=True)
-        for leftover in self.directory.glob("step-*.partial"):
-            if leftover.is_dir():
-                shutil.rmtree(leftover, ignore_errors=True)
+        complete = self.complete()
+        keep = {c.prefix for c in complete[: self.keep_last]}
+        for key in self.store.list("step-"):
+            match = _STEP.match(key)
+            if match and match.group(0) not in keep:
+                self.store.delete(key)  # older complete ones, and incomplete leftovers

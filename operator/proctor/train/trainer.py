@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import logging
 import math
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch
 from proctor.pyramid.checks import on_device, to_device
 from proctor.pyramid.contract import ContractError, SetupFactory, TrainingSetup
 from proctor.pyramid.steps import evaluating, train_step
+from proctor.storage import open_store
 from proctor.train.checkpoints import CheckpointStore
 from proctor.train.telemetry import Telemetry
 
@@ -40,7 +42,7 @@ class TrainingPlan:
 
     max_steps: int | None = None
     max_seconds: float | None = None
-    checkpoint_dir: Path | None = None
+    checkpoint_uri: str | None = None
     checkpoint_every_steps: int | None = None
     checkpoint_every_seconds: float | None = 1800.0
     keep_last: int = 3
@@ -71,7 +73,11 @@ def train(
         setup, step, resumed = _start(factory, plan, device)
     except ContractError as exc:
         return TrainingResult(ExitCode.BAD_CONFIG, 0, None, str(exc))
-    store = CheckpointStore(plan.checkpoint_dir, plan.keep_last) if plan.checkpoint_dir else None
+    store = (
+        CheckpointStore(open_store(plan.checkpoint_uri), plan.keep_last)
+        if plan.checkpoint_uri
+        else None
+    )
     started = last_checkpoint = time.monotonic()
     batches = on_device(setup.batches(), device)
     try:
@@ -120,22 +126,24 @@ def _start(
 ) -> tuple[TrainingSetup, int, int | None]:
     """A setup, resumed from the newest checkpoint that loads (each try on a fresh setup, so a
     checkpoint that fails half-way leaves nothing behind)."""
-    if plan.checkpoint_dir is not None:
-        store = CheckpointStore(plan.checkpoint_dir, plan.keep_last)
+    if plan.checkpoint_uri is not None:
+        store = CheckpointStore(open_store(plan.checkpoint_uri), plan.keep_last)
         for checkpoint in store.complete():
             setup = factory()
             setup.model.to(device)
             try:
-                setup.load(checkpoint.path)
+                with tempfile.TemporaryDirectory(prefix="proctor-resume-") as directory:
+                    store.download(checkpoint, Path(directory))
+                    setup.load(Path(directory))
             except Exception as exc:
                 logger.warning(
                     "checkpoint %s cannot be loaded (%s: %s); trying an older one",
-                    checkpoint.path,
+                    checkpoint.uri,
                     type(exc).__name__,
                     exc,
                 )
                 continue
-            logger.info("resumed from %s (step %d)", checkpoint.path, checkpoint.step)
+            logger.info("resumed from %s (step %d)", checkpoint.uri, checkpoint.step)
             return setup, checkpoint.step, checkpoint.step
     setup = factory()
     setup.model.to(device)
@@ -148,7 +156,7 @@ def _checkpoint(
     if store is None or step == 0:
         return
     checkpoint = store.save(step, setup.save)
-    telemetry.checkpoint(step, checkpoint.path.as_uri())
+    telemetry.checkpoint(step, checkpoint.uri)
 
 
 def _evaluate(setup: TrainingSetup, step: int, telemetry: Telemetry, device: torch.device) -> None:

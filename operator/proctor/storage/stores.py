@@ -1,0 +1,113 @@
+"""The object stores: a protocol and its two implementations."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class ObjectStore(Protocol):
+    """Keys are '/'-separated paths relative to the store's root."""
+
+    uri: str
+
+    def put(self, key: str, data: bytes) -> None: ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def list(self, prefix: str = "") -> list[str]: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def url(self, key: str) -> str: ...
+
+
+class FileStore:
+    """A local directory; writes go to a temporary name and are renamed into place."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.uri = root.as_uri()
+
+    def put(self, key: str, data: bytes) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        partial.write_bytes(data)
+        partial.replace(target)
+
+    def get(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def list(self, prefix: str = "") -> list[str]:
+        if not self.root.exists():
+            return []
+        keys = (p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file())
+        return sorted(k for k in keys if k.startswith(prefix) and not k.endswith(".partial"))
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def url(self, key: str) -> str:
+        return self._path(key).as_uri()
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise ValueError(f"key {key!r} leaves the store's root {self.root}")
+        return path
+
+
+class S3Store:
+    """A bucket and prefix of an S3-compatible service."""
+
+    def __init__(self, bucket: str, prefix: str = "", client: Any = None) -> None:
+        import boto3  # type: ignore[import-untyped]  # the `train` and `watchdog` extras
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        self.client = client or boto3.client("s3", endpoint_url=endpoint)
+
+    def put(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def get(self, key: str) -> bytes:
+        response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        body: bytes = response["Body"].read()
+        return body
+
+    def list(self, prefix: str = "") -> list[str]:
+        keys = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+            for item in page.get("Contents", []):
+                keys.append(item["Key"][len(self.prefix) + 1 :] if self.prefix else item["Key"])
+        return sorted(keys)
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+    def _key(self, key: str) -> str:
+        if ".." in key.split("/"):
+            raise ValueError(f"key {key!r} leaves the store's prefix")
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+
+def open_store(uri: str) -> ObjectStore:
+    """The store a `file://`, `s3://` URI (or a plain local path) names."""
+    if uri.startswith("s3://"):
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        if not bucket:
+            raise ValueError(f"{uri!r} names no bucket: write s3://bucket/prefix")
+        return S3Store(bucket, prefix)
+    if uri.startswith("file://"):
+        return FileStore(Path(uri.removeprefix("file://")))
+    if "://" in uri:
+        raise ValueError(f"unsupported storage URI {uri!r}: use s3://bucket/prefix or file:///path")
+    return FileStore(Path(uri))
