@@ -74,11 +74,18 @@ def _run(args: argparse.Namespace) -> int:
     except (ContractError, ManifestError, ValueError, OSError, RuntimeError) as exc:
         print(f"proctor train: {exc}", file=sys.stderr)
         return int(ExitCode.BAD_CONFIG)
+    port, metrics_file = args.metrics_port, args.metrics_file
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # every rank reports its own metrics
+        rank, local_rank = os.environ.get("RANK", "0"), int(os.environ.get("LOCAL_RANK", "0"))
+        port = port + local_rank if port is not None else None
+        if metrics_file is not None:
+            name = f"{metrics_file.stem}.rank{rank}{metrics_file.suffix}"
+            metrics_file = metrics_file.with_name(name)
     with Telemetry(
         experiment=args.experiment,
         namespace=args.namespace,
-        port=args.metrics_port,
-        metrics_file=args.metrics_file,
+        port=port,
+        metrics_file=metrics_file,
         log_every=args.log_every,
     ) as telemetry:
         result = train(make, plan, telemetry, device)

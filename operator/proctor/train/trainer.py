@@ -21,7 +21,9 @@ from proctor.pyramid.checks import on_device, to_device
 from proctor.pyramid.contract import ContractError, SetupFactory, TrainingSetup
 from proctor.pyramid.steps import evaluating, train_step
 from proctor.storage import open_store
+from proctor.train import distributed
 from proctor.train.checkpoints import CheckpointStore
+from proctor.train.distributed import Topology
 from proctor.train.telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
@@ -68,27 +70,49 @@ class TrainingResult:
 def train(
     factory: SetupFactory, plan: TrainingPlan, telemetry: Telemetry, device: torch.device
 ) -> TrainingResult:
-    """Run the plan to its end; never raises for problems in the user's code (see ExitCode)."""
+    """Run the plan to its end; never raises for problems in the user's code (see ExitCode).
+    Under torchrun (WORLD_SIZE > 1) it trains data-parallel; see proctor.train.distributed."""
+    topology = Topology.from_environment()
+    device = distributed.start(topology, device)
+    try:
+        return _train(factory, plan, telemetry, device, topology)
+    finally:
+        distributed.finish(topology)
+
+
+def _train(
+    factory: SetupFactory,
+    plan: TrainingPlan,
+    telemetry: Telemetry,
+    device: torch.device,
+    topology: Topology,
+) -> TrainingResult:
     try:
         setup, step, resumed = _start(factory, plan, device)
     except ContractError as exc:
         return TrainingResult(ExitCode.BAD_CONFIG, 0, None, str(exc))
     store = (
         CheckpointStore(open_store(plan.checkpoint_uri), plan.keep_last)
-        if plan.checkpoint_uri
+        if plan.checkpoint_uri and topology.writes_checkpoints
         else None
     )
+    stepping = distributed.for_stepping(setup, topology, device)
     started = last_checkpoint = time.monotonic()
     batches = on_device(setup.batches(), device)
     try:
         while plan.max_steps is None or step < plan.max_steps:
-            if plan.max_seconds is not None and time.monotonic() - started >= plan.max_seconds:
+            # Checked by every rank together, so all stop at the same step (one small
+            # all-reduce per step, and only when a duration budget is set).
+            out_of_time = plan.max_seconds is not None and distributed.any_rank(
+                time.monotonic() - started >= plan.max_seconds, topology
+            )
+            if out_of_time:
                 _checkpoint(store, setup, step, telemetry)
                 return TrainingResult(
                     ExitCode.BUDGET_EXHAUSTED, step, resumed, f"maxDuration reached at step {step}"
                 )
             batch = next(batches)
-            loss = train_step(setup, batch)
+            loss = train_step(stepping, batch)
             step += 1
             telemetry.step(step, loss, samples=setup.samples_in(batch))
             record = telemetry.last
