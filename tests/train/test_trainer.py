@@ -157,3 +157,73 @@ def test_exit_codes_tell_outcomes_apart(tmp_path, args, code, says):
     result = _train(*args)
     assert result.returncode == code, result.stdout + result.stderr
     assert says in result.stdout + result.stderr
+
+
+def _final_weights(directory: Path, step: int):
+    import torch
+
+    return torch.load(directory / f"step-{step:09d}" / "checkpoint.pt")["model"]
+
+
+def test_a_resumed_run_continues_the_interrupted_one_step_for_step(tmp_path):
+    import torch
+
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    base = ("--entrypoint", DIGITS, "--checkpoint-every-steps", "30", "--keep-last", "5")
+    assert _train(*base, "--checkpoint-uri", str(straight), "--max-steps", "60").returncode == 0
+    assert _train(*base, "--checkpoint-uri", str(split), "--max-steps", "30").returncode == 0
+    resumed = _train(*base, "--checkpoint-uri", str(split), "--max-steps", "60")
+    assert "resumed from step 30" in resumed.stdout
+    a, b = _final_weights(straight, 60), _final_weights(split, 60)
+    assert all(torch.equal(a[k], b[k]) for k in a), "same batches, same random state, same weights"
+
+
+def test_sigterm_checkpoints_and_exits_as_preempted(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    run = _train(
+        "--entrypoint",
+        DIGITS,
+        "--max-steps",
+        "100000",
+        "--checkpoint-uri",
+        str(ckpt),
+        "--checkpoint-every-steps",
+        "100000",
+        "--log-every",
+        "1",
+        "--metrics-file",
+        str(tmp_path / "m.jsonl"),
+        wait=False,
+    )
+    deadline = time.monotonic() + 60
+    while not (
+        (tmp_path / "m.jsonl").exists() and (tmp_path / "m.jsonl").read_text().count("\n") > 20
+    ):
+        assert time.monotonic() < deadline, "training never started"
+        time.sleep(0.05)
+    run.send_signal(signal.SIGTERM)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 4, stderr
+    assert "SIGTERM at step" in stderr
+    assert _steps(ckpt), "the eviction was checkpointed"
+
+
+def test_a_finished_run_started_again_keeps_its_checkpoint(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    args = (
+        "--entrypoint",
+        DIGITS,
+        "--max-steps",
+        "30",
+        "--checkpoint-uri",
+        str(ckpt),
+        "--checkpoint-every-steps",
+        "30",
+        "--keep-last",
+        "1",
+    )
+    assert _train(*args).returncode == 0
+    before = (ckpt / "step-000000030" / "COMPLETE").read_text()
+    again = _train(*args)
+    assert again.returncode == 0
+    assert (ckpt / "step-000000030" / "COMPLETE").read_text() == before, "not rewritten"

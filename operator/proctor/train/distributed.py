@@ -65,13 +65,19 @@ def for_stepping(setup: TrainingSetup, topology: Topology, device: torch.device)
     return dataclasses.replace(setup, model=DistributedDataParallel(setup.model, device_ids=ids))
 
 
-def any_rank(flag: bool, topology: Topology) -> bool:
-    """True on every rank if it is true on any (so all ranks stop at the same step)."""
+def any_rank(flag: bool, topology: Topology, device: torch.device) -> bool:
+    """True on every rank if it is true on any (so all ranks stop at the same step). On the
+    training device, so it works with NCCL; one small all-reduce per step when distributed."""
     if not topology.distributed:
         return flag
-    tensor = torch.tensor([1.0 if flag else 0.0])
+    tensor = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return bool(tensor.item() > 0)
+
+
+def barrier(topology: Topology) -> None:
+    if topology.distributed and dist.is_initialized():
+        dist.barrier()
 
 
 def finish(topology: Topology) -> None:

@@ -17,6 +17,7 @@ Metric names carry their unit, as Prometheus conventions ask (`_seconds`, `_rati
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from typing import IO, Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 LABELS = ("experiment", "namespace")
+logger = logging.getLogger(__name__)
 
 
 def _value(x: Any) -> float | None:
@@ -116,7 +118,14 @@ class Telemetry:
             self._file = metrics_file.open(
                 "a", buffering=1
             )  # line-buffered: readers see whole lines
-        self.server = start_http_server(port, registry=self.registry) if port is not None else None
+        self.server = None
+        if port is not None:
+            try:
+                self.server = start_http_server(port, registry=self.registry)
+            except OSError as exc:  # a taken port must not stop training: metrics go to the file
+                logger.warning(
+                    "metrics endpoint on port %d unavailable (%s); not serving it", port, exc
+                )
         self._window_started = clock()
         self._reset_window()
         self.last: dict[str, Any] = {}
@@ -236,7 +245,12 @@ class Telemetry:
 
     def _write(self, record: dict[str, Any]) -> None:
         if self._file is not None:
-            self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
+            # Strict JSON: a non-finite number is written as its name ("nan", "inf").
+            safe = {
+                k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v)
+                for k, v in record.items()
+            }
+            self._file.write(json.dumps(safe, separators=(",", ":"), allow_nan=False) + "\n")
 
     def __enter__(self) -> Telemetry:
         return self
