@@ -135,7 +135,11 @@ def test_a_corrupt_newest_checkpoint_is_skipped_with_a_warning(tmp_path):
 @pytest.mark.parametrize(
     ("args", "code", "says"),
     [
-        (("--entrypoint", DIGITS, "--max-duration", "1s"), 3, "maxDuration reached"),
+        (
+            ("--entrypoint", DIGITS, "--max-duration", "1s", "--termination-log", "{tmp}/outcome"),
+            3,
+            "maxDuration reached",
+        ),
         (("--entrypoint", DIGITS), 2, "needs max_steps, max_seconds or both"),
         (("--entrypoint", "nowhere_at_all:setup", "--max-steps", "5"), 2, "cannot import"),
         (
@@ -154,9 +158,14 @@ def test_a_corrupt_newest_checkpoint_is_skipped_with_a_warning(tmp_path):
     ids=["budget-exhausted", "no-budget", "bad-entrypoint", "nan-loss"],
 )
 def test_exit_codes_tell_outcomes_apart(tmp_path, args, code, says):
-    result = _train(*args)
+    result = _train(*(a.replace("{tmp}", str(tmp_path)) for a in args))
     assert result.returncode == code, result.stdout + result.stderr
     assert says in result.stdout + result.stderr
+    outcome = tmp_path / "outcome"
+    if outcome.exists():  # the same outcome, for when torchrun flattens exit codes to 1
+        import json
+
+        assert json.loads(outcome.read_text())["exitCode"] == code
 
 
 def _final_weights(directory: Path, step: int):

@@ -7,6 +7,7 @@ the Job's command stays `proctor train`.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -43,6 +44,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     train.add_argument("--metrics-file", type=Path, default=env("PROCTOR_METRICS_FILE"))
     train.add_argument("--log-every", type=int, default=10)
     train.add_argument("--device", default=env("PROCTOR_DEVICE"))
+    train.add_argument(
+        "--termination-log",
+        type=Path,
+        default=env("PROCTOR_TERMINATION_LOG"),
+        help="write the outcome here as JSON (a pod's terminationMessagePath): "
+        "under torchrun any failing rank makes the exit code 1, this keeps which",
+    )
     train.set_defaults(run=_run)
 
 
@@ -89,6 +97,19 @@ def _run(args: argparse.Namespace) -> int:
         log_every=args.log_every,
     ) as telemetry:
         result = train(make, plan, telemetry, device)
+    if args.termination_log is not None and os.environ.get("RANK", "0") == "0":
+        args.termination_log.parent.mkdir(parents=True, exist_ok=True)
+        args.termination_log.write_text(
+            json.dumps(
+                {
+                    "exitCode": int(result.exit_code),
+                    "outcome": result.exit_code.name.lower(),
+                    "step": result.step,
+                    "resumedFrom": result.resumed_from,
+                    "message": result.message[:3000],
+                }
+            )
+        )
     resumed = f" (resumed from step {result.resumed_from})" if result.resumed_from else ""
     print(
         f"proctor train: {result.exit_code.name.lower()} at step {result.step}{resumed}: "
