@@ -98,3 +98,13 @@ def test_checkpoints_round_trip_through_s3_and_resume(s3_endpoint):
     assert "resumed from step 75" in second.stdout
     assert "step-000000100/COMPLETE" in open_store("s3://checkpoints/exp-1").list()
     assert sys.executable
+
+
+def test_files_stream_in_and_out_of_both_stores(tmp_path, s3_endpoint):
+    source = tmp_path / "weights.bin"
+    source.write_bytes(bytes(range(256)) * 4096)  # 1 MiB
+    for store in (FileStore(tmp_path / "files"), open_store("s3://checkpoints/streamed")):
+        store.put_file("step-1/weights.bin", source)
+        target = tmp_path / f"back-{type(store).__name__}.bin"
+        store.get_file("step-1/weights.bin", target)
+        assert target.read_bytes() == source.read_bytes()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -13,6 +14,10 @@ class ObjectStore(Protocol):
     uri: str
 
     def put(self, key: str, data: bytes) -> None: ...
+
+    def put_file(self, key: str, path: Path) -> None: ...
+
+    def get_file(self, key: str, path: Path) -> None: ...
 
     def get(self, key: str) -> bytes: ...
 
@@ -34,8 +39,23 @@ class FileStore:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".partial")
-        partial.write_bytes(data)
+        with partial.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())  # durable before it is published: a node crash included
         partial.replace(target)
+
+    def put_file(self, key: str, path: Path) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        shutil.copyfile(path, partial)
+        with partial.open("rb") as handle:
+            os.fsync(handle.fileno())
+        partial.replace(target)
+
+    def get_file(self, key: str, path: Path) -> None:
+        shutil.copyfile(self._path(key), path)
 
     def get(self, key: str) -> bytes:
         return self._path(key).read_bytes()
@@ -73,6 +93,13 @@ class S3Store:
 
     def put(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def put_file(self, key: str, path: Path) -> None:
+        """Streamed from disk, multipart above boto3's threshold: no size limit, no copy in RAM."""
+        self.client.upload_file(str(path), self.bucket, self._key(key))
+
+    def get_file(self, key: str, path: Path) -> None:
+        self.client.download_file(self.bucket, self._key(key), str(path))
 
     def get(self, key: str) -> bytes:
         response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))

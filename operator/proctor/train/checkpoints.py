@@ -54,7 +54,7 @@ class CheckpointStore:
             root = Path(directory)
             write(root)
             for path in sorted(p for p in root.rglob("*") if p.is_file()):
-                self.store.put(prefix + path.relative_to(root).as_posix(), path.read_bytes())
+                self.store.put_file(prefix + path.relative_to(root).as_posix(), path)
         stamp = time.time()
         self.store.put(prefix + COMPLETE, json.dumps({"step": step, "time": stamp}).encode())
         self._prune()
@@ -88,7 +88,7 @@ class CheckpointStore:
                 continue
             target = directory / relative
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(self.store.get(key))
+            self.store.get_file(key, target)
 
     def _prune(self) -> None:
         complete = self.complete()
