@@ -1,8 +1,7 @@
-"""Check objects against a generated CRD the way the API server would, without an API server.
+"""The generated CRDs, read back for tests, and the API server's own admission applied to them.
 
-The OpenAPI part runs through jsonschema (Draft 4 semantics, which OpenAPI v3.0 schemas follow) with
-unknown fields refused, as `kubectl apply`'s strict field validation does. CEL rules
-(`x-kubernetes-validations`) are evaluated with cel-python at the node they are declared on.
+Admission is `proctor.cluster.crvalidation`, the code the emulated API server runs, so the tests
+judge manifests exactly as a `kubectl apply` against the emulated cluster would.
 """
 
 from __future__ import annotations
@@ -12,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import celpy
-import jsonschema
 import yaml
+
+from proctor.cluster import crvalidation
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,52 +37,14 @@ def walk(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str
         yield from walk(schema["items"], f"{path}[]")
 
 
-def schema_errors(schema: dict[str, Any], obj: Any) -> list[str]:
-    """OpenAPI violations of `obj`, as `path: message`, with unknown fields refused."""
-    validator = jsonschema.Draft4Validator(_strict(copy.deepcopy(schema)))
-    return [
-        f"{'.'.join(str(p) for p in error.absolute_path)}: {error.message}"
-        for error in validator.iter_errors(obj)
-    ]
+def admission_errors(schema: dict[str, Any], obj: dict[str, Any]) -> list[str]:
+    """What a strict `kubectl apply` would be told: unknown fields, then schema and CEL causes."""
+    admitted = copy.deepcopy(obj)
+    unknown = crvalidation.prune_and_default(schema, admitted)
+    causes = crvalidation.validate(schema, admitted, None)
+    return [f'{path}: unknown field "{path}"' for path in unknown] + [str(c) for c in causes]
 
 
-def cel_errors(schema: dict[str, Any], obj: Any, old: Any = None, path: str = "") -> list[str]:
-    """Messages of the CEL rules `obj` breaks; transition rules only when `old` is given."""
-    errors = []
-    for rule in schema.get("x-kubernetes-validations", []):
-        uses_old = "oldSelf" in rule["rule"]
-        if uses_old and old is None:
-            continue
-        activation = {"self": celpy.json_to_cel(obj)}
-        if uses_old:
-            activation["oldSelf"] = celpy.json_to_cel(old)
-        env = celpy.Environment()
-        if not env.program(env.compile(rule["rule"])).evaluate(activation):
-            errors.append(f"{path or '.'}: {rule['message']}")
-    if isinstance(obj, dict):
-        for name, sub in schema.get("properties", {}).items():
-            if name in obj:
-                sub_old = old.get(name) if isinstance(old, dict) else None
-                errors += cel_errors(sub, obj[name], sub_old, f"{path}.{name}")
-    if isinstance(obj, list) and "items" in schema:
-        for i, item in enumerate(obj):
-            errors += cel_errors(schema["items"], item, None, f"{path}[{i}]")
-    return errors
-
-
-def _strict(node: dict[str, Any]) -> dict[str, Any]:
-    if node.get("nullable") and "anyOf" in node:
-        node["anyOf"] = [*node["anyOf"], {"type": "null"}]
-    elif node.get("nullable"):
-        node["type"] = [node["type"], "null"]
-        if "enum" in node:
-            node["enum"] = [*node["enum"], None]
-    if "properties" in node and not node.get("x-kubernetes-preserve-unknown-fields"):
-        node["additionalProperties"] = False
-    for sub in node.get("properties", {}).values():
-        _strict(sub)
-    if isinstance(node.get("additionalProperties"), dict):
-        _strict(node["additionalProperties"])
-    if "items" in node:
-        _strict(node["items"])
-    return node
+def cel_errors(schema: dict[str, Any], obj: Any, old: Any = None) -> list[str]:
+    """Only the CEL rules' messages, for partial objects that would fail the schema first."""
+    return [str(c) for c in crvalidation.cel_causes(schema, obj, old)]

@@ -11,7 +11,7 @@ import yaml
 
 from proctor.api.manifests import ManifestError, load_manifests
 from proctor.api.v1alpha1 import Experiment, ValidationPyramid
-from tests.support.crd_schema import REPO, cel_errors, load_crd, root_schema, schema_errors
+from tests.support.crd_schema import REPO, admission_errors, load_crd, root_schema
 
 VALID = sorted((REPO / "examples").glob("*/*.yaml"))
 VALID = [p for p in VALID if p.parent.name != "invalid"]
@@ -26,8 +26,7 @@ def _expected_error(path: Path) -> str:
 
 
 def _api_server_errors(document: dict) -> list[str]:
-    schema = root_schema(load_crd(PLURAL[document["kind"]]))
-    return schema_errors(schema, document) + cel_errors(schema, document)
+    return admission_errors(root_schema(load_crd(PLURAL[document["kind"]])), document)
 
 
 def test_there_is_a_valid_example_of_each_kind_and_each_kind_of_mistake():

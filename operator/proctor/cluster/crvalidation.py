@@ -51,6 +51,11 @@ def validate(
     causes = [_cause(error) for error in _validator(schema).iter_errors(obj)]
     if causes:
         return causes  # CEL rules assume a well-typed object
+    return cel_causes(schema, obj, old)
+
+
+def cel_causes(schema: dict[str, Any], obj: Any, old: Any = None) -> list[Cause]:
+    """Only the CEL rules' violations (transition rules when `old` is given)."""
     return _cel(schema, obj, old, "")
 
 

@@ -8,12 +8,14 @@ that loads, so a Job retry or a Kueue eviction continues where it stopped.
 from __future__ import annotations
 
 import enum
+import itertools
 import logging
 import math
 import signal
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,12 +107,12 @@ def _train(
         else None
     )
     stepping = distributed.for_stepping(setup, topology, device)
-    _measure_flops(setup, telemetry, device)
     stop = _StopRequest.install()
     started = last_checkpoint = time.monotonic()
     batches = on_device(setup.batches(), device)
     for _ in range(step):  # the batches the interrupted run already trained on, in order
         next(batches)
+    batches = _measure_flops(setup, telemetry, device, batches)
     last_loss: torch.Tensor | None = None
 
     def finish(code: ExitCode, message: str, save: bool = True) -> TrainingResult:
@@ -121,11 +123,13 @@ def _train(
 
     try:
         while plan.max_steps is None or step < plan.max_steps:
-            # Checked by every rank together, so all stop at the same step.
+            # Checked by every rank together, so all stop at the same step. Distributed, that is
+            # an all-reduce and a device sync: every STOP_CHECK_EVERY steps, not on every step.
             out_of_time = plan.max_seconds is not None and (
                 time.monotonic() - started >= plan.max_seconds
             )
-            if distributed.any_rank(out_of_time or stop.requested, topology, device):
+            check_now = not topology.distributed or step % STOP_CHECK_EVERY == 0
+            if check_now and distributed.any_rank(out_of_time or stop.requested, topology, device):
                 if stop.requested:
                     return finish(ExitCode.PREEMPTED, f"SIGTERM at step {step}: checkpointed")
                 return finish(ExitCode.BUDGET_EXHAUSTED, f"maxDuration reached at step {step}")
@@ -202,20 +206,25 @@ class _StopRequest:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def _measure_flops(setup: TrainingSetup, telemetry: Telemetry, device: torch.device) -> None:
-    """FLOPs per step, counted once on a batch, and the device's peak, for the MFU series."""
+def _measure_flops(
+    setup: TrainingSetup, telemetry: Telemetry, device: torch.device, batches: Iterator[Any]
+) -> Iterator[Any]:
+    """FLOPs per step, counted once on the next batch (which is then trained on as usual, so the
+    data order is untouched), and the device's peak, for the MFU series."""
     peak = device_peak(device, telemetry.peak_flops)
     if peak is None or telemetry.flops_per_step is not None:
-        return
+        return batches
+    first = next(batches)
     try:
-        batch = to_device(next(iter(setup.train_data)), device)
-        telemetry.flops_per_step = flops_per_step(setup, batch)
+        telemetry.flops_per_step = flops_per_step(setup, first)
         telemetry.peak_flops = peak.flops
     except Exception:  # MFU is a nicety; never fail training over it
         logger.warning("could not count FLOPs per step; MFU will not be reported", exc_info=True)
+    return itertools.chain([first], batches)
 
 
 TRAINER_STATE = "proctor-trainer.pt"
+STOP_CHECK_EVERY = 10  # steps between the ranks' agreement on stopping (budget, SIGTERM)
 
 
 def _start(
