@@ -70,14 +70,16 @@ def _block(
     return (time.perf_counter() - started) / BLOCK
 
 
+def _telemetry(directory: Path) -> Telemetry:
+    """The telemetry both measurements use: JSON-lines file on, MFU on, a flush every 10 steps."""
+    return Telemetry(
+        metrics_file=directory / "metrics.jsonl", log_every=10, flops_per_step=1e9, peak_flops=1e12
+    )
+
+
 def measure(name: str, parts: tuple[nn.Module, Any, Any, Any], blocks: int) -> None:
     with tempfile.TemporaryDirectory() as directory:
-        telemetry = Telemetry(
-            metrics_file=Path(directory) / "metrics.jsonl",
-            log_every=10,
-            flops_per_step=1e9,
-            peak_flops=1e12,
-        )
+        telemetry = _telemetry(Path(directory))
         _block(*parts, None, 0)  # warm-up
         plain, reported = [], []
         for i in range(blocks):  # ABBA order, so neither side always runs second
@@ -101,12 +103,7 @@ def _isolated_cost(batch: Any, calls: int = 20000) -> float:
     """Seconds of telemetry work per step, as the loop above calls it."""
     loss = torch.tensor(1.0)
     with tempfile.TemporaryDirectory() as directory:
-        telemetry = Telemetry(
-            metrics_file=Path(directory) / "metrics.jsonl",
-            log_every=10,
-            flops_per_step=1e9,
-            peak_flops=1e12,
-        )
+        telemetry = _telemetry(Path(directory))
         started = time.perf_counter()
         for step in range(calls):
             telemetry.step(step, loss, samples=len(batch[1]))

@@ -9,13 +9,13 @@ runner carries it out. Covers what Proctor relies on: completions and parallelis
 from __future__ import annotations
 
 import copy
-import secrets
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from proctor.cluster.meta import name_suffix, parse_rfc3339, rfc3339
+
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
-_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
 @dataclass
@@ -27,16 +27,8 @@ class JobDecision:
     status: dict[str, Any] = field(default_factory=dict)
 
 
-def _parse(ts: str) -> datetime:
-    return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-
-
-def _stamp(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _condition(kind: str, reason: str, message: str, now: datetime) -> dict[str, Any]:
-    stamp = _stamp(now)
+    stamp = rfc3339(now)
     return {
         "type": kind,
         "status": "True",
@@ -81,7 +73,7 @@ def reconcile_job(job: dict[str, Any], pods: list[dict[str, Any]], now: datetime
         status.pop("startTime", None)
         return decision
 
-    status.setdefault("startTime", _stamp(now))
+    status.setdefault("startTime", rfc3339(now))
     done_indexes = {_index(p) for p in succeeded} if indexed else set()
     succeeded_count = len(done_indexes) if indexed else len(succeeded)
     status.update(
@@ -95,7 +87,10 @@ def reconcile_job(job: dict[str, Any], pods: list[dict[str, Any]], now: datetime
         status["completedIndexes"] = ",".join(str(i) for i in sorted(done_indexes))
 
     deadline = spec.get("activeDeadlineSeconds")
-    if deadline is not None and (now - _parse(status["startTime"])).total_seconds() >= deadline:
+    if (
+        deadline is not None
+        and (now - parse_rfc3339(status["startTime"])).total_seconds() >= deadline
+    ):
         return _fail(
             decision,
             active,
@@ -125,7 +120,7 @@ def reconcile_job(job: dict[str, Any], pods: list[dict[str, Any]], now: datetime
                 "Complete", "CompletionsReached", "Reached expected number of succeeded pods", now
             ),
         ]
-        status["completionTime"] = _stamp(now)
+        status["completionTime"] = rfc3339(now)
         status["active"] = 0
         return decision
 
@@ -169,7 +164,7 @@ def _pod_for(job: dict[str, Any], index: int | None) -> dict[str, Any]:
     """A pod from the Job's template, owned by the Job, as the Job controller makes it."""
     meta, template = job["metadata"], copy.deepcopy(job["spec"]["template"])
     pod_meta = template.get("metadata") or {}
-    suffix = "".join(secrets.choice(_ALPHABET) for _ in range(5))
+    suffix = name_suffix()
     name = f"{meta['name']}-{index}-{suffix}" if index is not None else f"{meta['name']}-{suffix}"
     labels = {
         **(pod_meta.get("labels") or {}),

@@ -36,7 +36,8 @@ from typing import Any
 
 from proctor.cluster import errors
 from proctor.cluster.jobs import reconcile_job
-from proctor.cluster.store import Store, WatchEvent, now_rfc3339
+from proctor.cluster.meta import now_rfc3339
+from proctor.cluster.store import Store, WatchEvent
 
 MAX_TERMINATION_MESSAGE = 4096
 logger = logging.getLogger(__name__)

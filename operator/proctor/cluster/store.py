@@ -17,22 +17,20 @@ import builtins
 import contextlib
 import copy
 import re
-import secrets
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from proctor.cluster import crvalidation, errors
 from proctor.cluster.catalog import BUILTINS, ResourceType, from_crd
+from proctor.cluster.meta import name_suffix, now_rfc3339
 from proctor.cluster.patches import PatchError, UnsupportedPatchTypeError, apply_patch
 from proctor.cluster.selectors import Predicate
 
 Object = dict[str, Any]
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
-_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the real server's: no vowels, no look-alikes
 _NOT_SPEC = {"metadata", "status", "apiVersion", "kind"}
 FOREGROUND = "foregroundDeletion"
 CRD_CLEANUP = "customresourcecleanup.apiextensions.k8s.io"
@@ -135,10 +133,6 @@ def _has_containers(pod_spec: Any) -> bool:
         and bool(containers)
         and all(isinstance(c, dict) and c.get("name") for c in containers)
     )
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Store:
@@ -266,7 +260,7 @@ class Store:
                         }
                     ],
                 )
-            meta["name"] = prefix + "".join(secrets.choice(_NAME_ALPHABET) for _ in range(5))
+            meta["name"] = prefix + name_suffix()
         name = meta["name"]
         _check_metadata(rt, meta)
         if rt.schema is not None and self._crd_terminating(rt):

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from proctor.cluster.catalog import ResourceType
+from proctor.cluster.meta import parse_rfc3339
 
 _AGE = {
     "name": "Age",
@@ -111,7 +112,7 @@ def json_path(obj: Any, path: str) -> Any:
 
 def human_age(timestamp: str) -> str:
     """ "5m", "3h12m", "2d": the way kubectl shows ages."""
-    then = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    then = parse_rfc3339(timestamp)
     seconds = max(0, int((datetime.now(UTC) - then).total_seconds()))
     if seconds < 120:
         return f"{seconds}s"

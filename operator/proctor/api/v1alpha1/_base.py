@@ -25,7 +25,6 @@ QUANTITY_PATTERN = (
 # some component has a non-zero digit (RE2, which the API server uses, has no lookahead).
 DURATION_PATTERN = r"^([0-9]+[hms])*0*[1-9][0-9]*[hms]([0-9]+[hms])*$"
 ENTRYPOINT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
-DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 # Object storage the watchdog and trainer can write to: S3-compatible or a local directory.
 STORAGE_URI_PATTERN = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?|file:///.*)$"
@@ -35,7 +34,6 @@ PATTERN_HINTS = {
     QUANTITY_PATTERN: "write a Kubernetes quantity like 4, 500m or 16Gi",
     DURATION_PATTERN: "write a duration above zero in whole units, like 90s, 30m or 2h30m",
     ENTRYPOINT_PATTERN: "write it as package.module:function, for example digits_mlp:setup",
-    DNS_LABEL_PATTERN: "use lower-case letters, digits and '-', starting and ending alphanumeric",
     DNS_SUBDOMAIN_PATTERN: "use lower-case letters, digits, '-' and '.', like a Kubernetes name",
     STORAGE_URI_PATTERN: "use s3://bucket/prefix or file:///absolute/path",
 }
@@ -74,7 +72,6 @@ Quantity = Annotated[
 ]
 """A Kubernetes quantity such as 4, "500m", "16Gi"; the CRD schema says int-or-string."""
 Duration = Annotated[str, StringConstraints(pattern=DURATION_PATTERN, max_length=32)]
-DNSLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN, max_length=63)]
 ObjectName = Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)]
 StorageURI = Annotated[str, StringConstraints(pattern=STORAGE_URI_PATTERN, max_length=1024)]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=SHORT_TEXT)]
