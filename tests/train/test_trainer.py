@@ -184,7 +184,11 @@ def test_a_resumed_run_continues_the_interrupted_one_step_for_step(tmp_path):
     resumed = _train(*base, "--checkpoint-uri", str(split), "--max-steps", "60")
     assert "resumed from step 30" in resumed.stdout
     a, b = _final_weights(straight, 60), _final_weights(split, 60)
-    assert all(torch.equal(a[k], b[k]) for k in a), "same batches, same random state, same weights"
+    # Same batches and random state, so the same weights. Bitwise equal when run alone; once, in
+    # a loaded full-suite run, not bitwise (CPU kernels under contention, cause not pinned down),
+    # so the check allows float noise. Without the restored data position the difference is ~0.04.
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
 
 
 def test_sigterm_checkpoints_and_exits_as_preempted(tmp_path):
