@@ -228,9 +228,12 @@ def test_code_is_frozen_too_but_status_updates_pass():
     [
         {"baseline": "other"},
         {"validation": {"skip": {"reason": "trust me"}}},
+        {"training": {"budget": {"maxSteps": 999}}},
+        {"watchdog": {"enabled": False}},
+        {"recovery": {"onAnomaly": "StopTraining"}},
     ],
 )
-def test_baseline_and_validation_are_frozen_too(change):
+def test_the_whole_spec_but_the_conclusion_is_frozen(change):
     schema = root_schema(load_crd("experiments"))
     old = _experiment("Failed", "same")
     assert cel_errors(schema, _experiment("Failed", "same", **change), old)

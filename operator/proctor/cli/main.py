@@ -6,7 +6,7 @@ import argparse
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from proctor.cli import cluster, crds, pyramid, train, validate
+from proctor.cli import cluster, controller, crds, pyramid, train, validate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     cluster.add_parser(commands)
     crds.add_parser(commands)
+    controller.add_parser(commands)
     pyramid.add_parser(commands)
     train.add_parser(commands)
     validate.add_parser(commands)

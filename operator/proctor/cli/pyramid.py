@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
+from pydantic import ValidationError
 
 from proctor.api.manifests import ManifestError, load_manifests
-from proctor.api.v1alpha1 import CheckVerdict, Experiment, LayerName, LayerPhase, PyramidLayers
+from proctor.api.v1alpha1 import (
+    CheckResult,
+    CheckVerdict,
+    Experiment,
+    LayerName,
+    LayerPhase,
+    LayerResult,
+    PyramidLayers,
+)
 
 if TYPE_CHECKING:
     from proctor.pyramid.runner import LayerRun
@@ -24,7 +34,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     verbs = pyramid.add_subparsers(title="pyramid commands", metavar="COMMAND", required=True)
     run = verbs.add_parser("run", help="run the layers in order, stopping at the first failure")
     source = run.add_argument_group("what to validate (an entrypoint, or a manifest that has one)")
-    source.add_argument("--entrypoint", help="the setup function, package.module:function")
+    source.add_argument(
+        "--entrypoint",
+        default=os.environ.get("PROCTOR_ENTRYPOINT"),
+        help="the setup function, package.module:function",
+    )
     source.add_argument(
         "--manifest",
         type=Path,
@@ -32,8 +46,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     run.add_argument(
         "--config",
-        default=None,
+        default=os.environ.get("PROCTOR_CONFIG"),
         help="JSON object passed to setup (overrides the manifest's spec.code.config)",
+    )
+    run.add_argument(
+        "--layers",
+        default=os.environ.get("PROCTOR_LAYERS"),
+        help="JSON object of layer settings, as spec.layers (overrides the manifest's)",
     )
     run.add_argument(
         "--path",
@@ -85,19 +104,21 @@ def _run(args: argparse.Namespace) -> int:
             "proctor pyramid run: --device cuda, but PyTorch sees no CUDA device", file=sys.stderr
         )
         return 2
+    only = LayerName(args.layer) if args.layer else None
     try:
         make = factory(entrypoint, config, args.path)
     except ContractError as exc:
         print(f"proctor pyramid run: {exc}", file=sys.stderr)
+        if args.termination_log is not None and only is not None:
+            # In a layer's Job: the operator reads the verdict from here, so say it here too.
+            _write(args.termination_log, termination_message(_contract_failure(only, exc)))
         return 2
-    only = LayerName(args.layer) if args.layer else None
     table = args.output == "table"
     runs = run_pyramid(
         make, layers, entrypoint, device, only=only, on_layer=_print_layer if table else None
     )
     if args.termination_log is not None and runs:
-        args.termination_log.parent.mkdir(parents=True, exist_ok=True)
-        args.termination_log.write_text(termination_message(runs[-1].result))
+        _write(args.termination_log, termination_message(runs[-1].result))
     if args.report_dir is not None:
         report = write_report(runs, args.report_dir, entrypoint)
         if table:
@@ -141,7 +162,28 @@ def _inputs(args: argparse.Namespace) -> tuple[str, dict[str, Any], PyramidLayer
         if not isinstance(parsed, dict):
             raise ValueError("--config must be a JSON (or YAML) object, like '{\"lr\": 0.001}'")
         config = parsed
+    if args.layers is not None:
+        try:
+            layers = PyramidLayers.model_validate(yaml.safe_load(args.layers))
+        except (yaml.YAMLError, ValidationError) as exc:
+            raise ValueError(f"--layers is not valid layer settings: {exc}") from None
     return entrypoint, config, layers
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def _contract_failure(layer: LayerName, exc: Exception) -> LayerResult:
+    message = f"the code does not meet the setup contract: {exc}"[:4000]
+    return LayerResult(
+        layer=layer,
+        phase=LayerPhase.FAILED,
+        attempts=1,
+        checks=[CheckResult(name="contract", verdict=CheckVerdict.FAILED, message=message)],
+        message=f"1 of 1 checks failed; first: contract: {message}"[:4000],
+    )
 
 
 _MARK = {

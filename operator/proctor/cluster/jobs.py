@@ -2,7 +2,8 @@
 
 `reconcile_job` says which pods to create or delete and what the Job's status becomes; the pod
 runner carries it out. Covers what Proctor relies on: completions and parallelism, Indexed Jobs
-(index annotation, hostname, JOB_COMPLETION_INDEX), backoffLimit, activeDeadlineSeconds, and
+(index annotation, hostname, JOB_COMPLETION_INDEX), backoffLimit, podFailurePolicy (FailJob,
+Ignore and Count on exit codes and pod conditions), activeDeadlineSeconds, and
 `suspend` as Kueue uses it (a suspended Job has no pods and a Suspended condition).
 """
 
@@ -98,7 +99,11 @@ def reconcile_job(job: dict[str, Any], pods: list[dict[str, Any]], now: datetime
             "Job was active longer than specified deadline",
             now,
         )
-    if len(failed) > backoff_limit:
+    verdict = _pod_failure_policy(spec, failed)
+    if verdict is not None:
+        return _fail(decision, active, "PodFailurePolicy", verdict, now)
+    counted = [p for p in failed if not _ignored(spec, p)]
+    if len(counted) > backoff_limit:
         return _fail(
             decision,
             active,
@@ -133,6 +138,56 @@ def reconcile_job(job: dict[str, Any], pods: list[dict[str, Any]], now: datetime
         wanted = min(parallelism, completions - succeeded_count) - len(active)
         decision.create = [_pod_for(job, None) for _ in range(max(0, wanted))]
     return decision
+
+
+def _rule_matches(rule: dict[str, Any], pod: dict[str, Any]) -> str | None:
+    """How `pod` matches a podFailurePolicy rule ('' or a description), or None."""
+    status = pod.get("status") or {}
+    codes = rule.get("onExitCodes")
+    if codes is not None:
+        for entry in status.get("containerStatuses") or []:
+            if codes.get("containerName") not in (None, entry.get("name")):
+                continue
+            code = (entry.get("state") or {}).get("terminated", {}).get("exitCode")
+            if code is None or code == 0:
+                continue
+            inside = code in codes.get("values", [])
+            if inside == (codes.get("operator", "In") == "In"):
+                return f"container {entry.get('name')} failed with exit code {code}"
+        return None
+    for wanted in rule.get("onPodConditions") or []:
+        for condition in status.get("conditions") or []:
+            if condition.get("type") == wanted.get("type") and condition.get(
+                "status"
+            ) == wanted.get("status", "True"):
+                return f"pod has condition {condition['type']}"
+    return None
+
+
+def _first_rule(spec: dict[str, Any], pod: dict[str, Any]) -> tuple[int, str, str] | None:
+    rules = (spec.get("podFailurePolicy") or {}).get("rules") or []
+    for index, rule in enumerate(rules):
+        how = _rule_matches(rule, pod)
+        if how is not None:
+            return index, rule.get("action", "Count"), how
+    return None
+
+
+def _pod_failure_policy(spec: dict[str, Any], failed: list[dict[str, Any]]) -> str | None:
+    """The message of a FailJob rule one of the failed pods matches, or None."""
+    for pod in failed:
+        match = _first_rule(spec, pod)
+        if match is not None and match[1] == "FailJob":
+            index, _, how = match
+            ns, name = pod["metadata"].get("namespace", ""), pod["metadata"]["name"]
+            return f"Pod {ns}/{name} {how}, matching FailJob rule at index {index}"
+    return None
+
+
+def _ignored(spec: dict[str, Any], pod: dict[str, Any]) -> bool:
+    """A failure an Ignore rule says not to count against backoffLimit."""
+    match = _first_rule(spec, pod)
+    return match is not None and match[1] == "Ignore"
 
 
 def _fail(

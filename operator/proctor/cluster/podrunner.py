@@ -1,7 +1,8 @@
 """The pod runner: the emulated cluster's kubelet and Job controller.
 
 Images are not run. Each container's `command` + `args` runs as a local process in the current
-Python environment (so `python -m ...` and `proctor ...` find this checkout's packages), with:
+Python environment (its bin directory leads PATH, so `python -m ...` and `proctor ...` find this
+checkout's packages: every image is this environment), with:
 - the pod's env: literal values, `$(VAR)` references, `fieldRef` (name, namespace, uid, labels,
   annotations, pod IP), Secret and ConfigMap keys, `envFrom`; plus HOSTNAME and KUBECONFIG;
 - a working directory per pod (`<workdir>/<namespace>/<pod>/`), where each volume is a directory:
@@ -16,7 +17,10 @@ Python environment (so `python -m ...` and `proctor ...` find this checkout's pa
   running beside the main containers and stopped (SIGTERM, then SIGKILL) once those exit;
 - exit codes to container states and pod phases; the termination message read from the
   terminationMessagePath file (or the log tail with FallbackToLogsOnError), 4096 bytes at most;
-- logs kept per container and served as `pods/log`.
+- logs kept per container and served as `pods/log`;
+- one node, `proctor-local`, with the extended resources (GPUs) given to the runner, none by
+  default: a pod asking for more stays Pending with PodScheduled=False, reason Unschedulable, as
+  the scheduler reports it. CPU and memory are not checked (every pod shares this machine).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import os
 import re
 import shutil
 import signal
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,8 +65,13 @@ class PodRunner:
         kubeconfig: Path | None = None,
         grace_seconds: float = 5.0,
         tick_seconds: float = 0.5,
+        extended_resources: dict[str, int] | None = None,
     ) -> None:
+        """`extended_resources`: the node's allocatable GPUs and the like, e.g.
+        {"nvidia.com/gpu": 1}; pods asking for more are never started."""
         self.store = store
+        self.extended_resources = dict(extended_resources or {})
+        self._unschedulable: set[str] = set()  # pod uids already reported Unschedulable
         self.workdir = workdir
         self.kubeconfig = kubeconfig
         self.grace_seconds = grace_seconds
@@ -142,8 +152,12 @@ class PodRunner:
                 and pod.get("status", {}).get("phase") == "Pending"
                 and not pod["metadata"].get("deletionTimestamp")
             ):
+                if (shortage := self._shortage(pod)) is not None:
+                    self._report_unschedulable(pod, shortage)
+                    continue
                 key = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
                 self._pods[uid] = asyncio.create_task(self._run_pod(pod), name=f"pod {key}")
+        self._unschedulable &= live
         for uid, task in list(self._pods.items()):
             if uid not in live:
                 if not task.done():
@@ -171,6 +185,39 @@ class PodRunner:
                     {**job, "status": decision.status},
                     subresource="status",
                 )
+
+    def _shortage(self, pod: dict[str, Any]) -> str | None:
+        """The extended resources `pod` asks for beyond the node's, as the scheduler says it."""
+        wanted: dict[str, float] = {}
+        spec = pod.get("spec", {})
+        for container in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+            resources = container.get("resources") or {}
+            amounts = {**(resources.get("requests") or {}), **(resources.get("limits") or {})}
+            for name, amount in amounts.items():
+                if "/" in name and not name.startswith(("hugepages-", "kubernetes.io/")):
+                    wanted[name] = wanted.get(name, 0) + float(amount)
+        short = [n for n, amount in wanted.items() if amount > self.extended_resources.get(n, 0)]
+        if not short:
+            return None
+        return "0/1 nodes are available: " + ", ".join(f"1 Insufficient {n}" for n in short) + "."
+
+    def _report_unschedulable(self, pod: dict[str, Any], message: str) -> None:
+        uid = pod["metadata"]["uid"]
+        if uid in self._unschedulable:
+            return
+        self._unschedulable.add(uid)
+        condition = {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": message,
+            "lastTransitionTime": now_rfc3339(),
+        }
+        self._set_status(
+            pod["metadata"]["namespace"],
+            pod["metadata"]["name"],
+            {"phase": "Pending", "conditions": [condition]},
+        )
 
     def _fail_job(self, job: dict[str, Any], message: str) -> None:
         stamp = now_rfc3339()
@@ -395,6 +442,7 @@ class PodRunner:
     def _environment(self, pod: dict[str, Any], container: dict[str, Any]) -> dict[str, str]:
         meta = pod["metadata"]
         env = dict(os.environ)
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         env["HOSTNAME"] = pod.get("spec", {}).get("hostname") or meta["name"]
         if self.kubeconfig is not None:
             env["KUBECONFIG"] = str(self.kubeconfig)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from proctor.api.layout import checkpoint_directory
 from proctor.storage import ObjectStore
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class CheckpointStore:
 
     def save(self, step: int, write: Callable[[Path], None]) -> Checkpoint:
         """Write a checkpoint of `step` with `write(directory)`, upload it, then publish it."""
-        prefix = f"step-{step:09d}/"
+        prefix = f"{checkpoint_directory(step)}/"
         for stale in self.store.list(prefix):  # the same step saved again (a resumed run)
             self.store.delete(stale)
         with tempfile.TemporaryDirectory(prefix="proctor-checkpoint-") as directory:

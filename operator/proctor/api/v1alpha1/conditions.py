@@ -67,6 +67,11 @@ class Reason(StrEnum):
     TRAINING_FAILED = "TrainingFailed"
     BUDGET_EXCEEDED = "BudgetExceeded"
     STOPPED_ON_ANOMALY = "StoppedOnAnomaly"
+    SPEC_INVALID = "SpecInvalid"
+    """The object passed the API server's schema but not the operator's model; the message says
+    which field."""
+    JOB_REJECTED = "JobRejected"
+    """The API server refused a Job the operator built from the spec; the message quotes it."""
     # Watchdog.
     NO_ANOMALIES = "NoAnomalies"
     ANOMALY_REPORTED = "AnomalyReported"

@@ -116,7 +116,8 @@ class CheckpointSpec(ApiModel):
     """Where and how often training saves state, so a restart resumes instead of starting over."""
 
     uri: StorageURI = Field(
-        description="Directory for checkpoints: s3://bucket/prefix or file:///path."
+        description="Where checkpoints go: s3://bucket/prefix or file:///path. Each experiment "
+        "writes under <uri>/<namespace>/<name>/, so experiments can share one bucket."
     )
     every_steps: int | None = Field(
         default=None, ge=1, description="Save every this many steps (in addition to everyDuration)."
@@ -479,20 +480,28 @@ class ExperimentStatus(ApiModel):
 
 
 # What ran must stay what the record says: once the operator has moved past Pending/Blocked,
-# the hypothesis, the baseline, the code and its validation settings are frozen.
+# the whole spec is frozen except the conclusion, which is written after the run.
 _STARTED = (
     "has(oldSelf.status) && has(oldSelf.status.phase) "
     "&& !(oldSelf.status.phase in ['Pending', 'Blocked'])"
 )
-_FROZEN_FIELDS = ("hypothesis", "baseline", "code", "validation")
+_FROZEN_FIELDS = (
+    "hypothesis",
+    "baseline",
+    "code",
+    "validation",
+    "training",
+    "watchdog",
+    "recovery",
+)
 _FROZEN_RULE = f"!({_STARTED}) || " + " && ".join(
     f"(has(self.spec.{f}) == has(oldSelf.spec.{f}) "
     f"&& (!has(self.spec.{f}) || self.spec.{f} == oldSelf.spec.{f}))"
     for f in _FROZEN_FIELDS
 )
 FROZEN_ONCE_STARTED = (
-    "spec.hypothesis, spec.baseline, spec.code and spec.validation are frozen once validation "
-    "has started, so the record describes what ran: create a new Experiment (cite this one in "
+    "spec is frozen once validation has started (only spec.conclusion may still be written), "
+    "so the record describes what ran: create a new Experiment (cite this one in "
     "spec.hypothesis.inspiredBy) to test a change"
 )
 _ENDED = (

@@ -1,0 +1,186 @@
+"""A small Kubernetes client for the handlers: plain dicts in and out, errors by meaning.
+
+Built on the official client's ApiClient (which handles kubeconfig, in-cluster config, TLS and
+auth plugins); the reconcilers never see it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
+
+from proctor.controller.plans import Event
+
+logger = logging.getLogger(__name__)
+COMPONENT = "proctor-operator"
+PLURALS = {
+    "Job": "jobs",
+    "Pod": "pods",
+    "Service": "services",
+    "ServiceAccount": "serviceaccounts",
+    "Secret": "secrets",
+    "Event": "events",
+    "Role": "roles",
+    "RoleBinding": "rolebindings",
+    "Experiment": "experiments",
+    "ValidationPyramid": "validationpyramids",
+}
+
+
+class KubeError(Exception):
+    """A request failed for a reason that may pass (server busy, connection lost): retry later."""
+
+
+class NotFoundError(KubeError):
+    pass
+
+
+class RejectedError(KubeError):
+    """The API server refused the object (400/403/422): retrying the same request cannot help."""
+
+
+class KubeClient:
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+
+    @classmethod
+    def from_environment(cls) -> KubeClient:
+        """In-cluster credentials in a pod, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        return cls(client.ApiClient())
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._call("GET", _path(api_version, kind, namespace, name))
+        except NotFoundError:
+            return None
+
+    def select(
+        self, api_version: str, kind: str, namespace: str, selector: dict[str, str | None]
+    ) -> list[dict[str, Any]]:
+        """Objects whose labels match `selector` (a None value: the label exists)."""
+        text = ",".join(k if v is None else f"{k}={v}" for k, v in selector.items())
+        body = self._call(
+            "GET", _path(api_version, kind, namespace), query=[("labelSelector", text)]
+        )
+        items: list[dict[str, Any]] = body.get("items") or []
+        for item in items:  # list items carry no apiVersion/kind; owners need them
+            item.setdefault("apiVersion", api_version)
+            item.setdefault("kind", kind)
+        return items
+
+    def create(self, obj: dict[str, Any]) -> bool:
+        """Create `obj`; False when one of its name exists already (fixed names make a second
+        create harmless)."""
+        meta = obj["metadata"]
+        try:
+            self._call("POST", _path(obj["apiVersion"], obj["kind"], meta["namespace"]), obj)
+        except _ConflictError:
+            return False
+        return True
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        """Delete with background propagation (dependents, such as a Job's pods, go too)."""
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        with contextlib.suppress(NotFoundError):
+            self._call("DELETE", _path(api_version, kind, namespace, name), body)
+
+    def patch_status(self, obj: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+        """Replace `status` through the status subresource (a merge patch of the whole status,
+        guarded by resourceVersion so a stale write is refused, not applied)."""
+        meta = obj["metadata"]
+        path = _path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"]) + "/status"
+        patch = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status}
+        return self._call("PATCH", path, patch, content_type="application/merge-patch+json")
+
+    def post_event(self, obj: dict[str, Any], event: Event) -> None:
+        """An Event about `obj`, best effort: a lost Event must never stop a reconcile."""
+        meta = obj["metadata"]
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": obj["apiVersion"],
+                "kind": obj["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid", ""),
+                "resourceVersion": meta.get("resourceVersion", ""),
+            },
+            "type": event.type,
+            "reason": event.reason,
+            "message": event.message[:1024],
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": COMPONENT,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        try:
+            self._call("POST", _path("v1", "Event", meta["namespace"]), body)
+        except KubeError as exc:
+            logger.warning("could not post event %s on %s: %s", event.reason, meta["name"], exc)
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        try:
+            response = self.api.call_api(
+                path,
+                method,
+                query_params=query or [],
+                header_params={"Accept": "application/json", "Content-Type": content_type},
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=30,
+            )
+        except ApiException as exc:
+            raise _error(exc, method, path) from None
+        except (HTTPError, OSError) as exc:
+            raise KubeError(f"{method} {path}: {exc}") from None
+        data = response[0].data if isinstance(response, tuple) else response.data
+        result: dict[str, Any] = json.loads(data) if data else {}
+        return result
+
+
+class _ConflictError(KubeError):
+    pass
+
+
+def _error(exc: ApiException, method: str, path: str) -> KubeError:
+    message = exc.reason or ""
+    with contextlib.suppress(ValueError):
+        message = json.loads(exc.body or "{}").get("message", message)
+    text = f"{method} {path}: {exc.status} {message}"
+    if exc.status == 404:
+        return NotFoundError(text)
+    if exc.status == 409 and method == "POST":
+        return _ConflictError(text)
+    if exc.status in (400, 403, 422):
+        return RejectedError(message)
+    return KubeError(text)
+
+
+def _path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
+    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    path = f"{base}/namespaces/{namespace}/{PLURALS[kind]}"
+    return f"{path}/{name}" if name else path

@@ -1,0 +1,85 @@
+"""Pieces every pod the operator builds shares: compute, node selection, environment, the
+security baseline. Pure functions from API models to Kubernetes dicts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proctor.api.v1alpha1 import CodeSpec, Resources, Scheduling
+
+TERMINATION_LOG = "/dev/termination-log"
+SHM_VOLUME = "dshm"
+
+
+def owner_reference(obj: dict[str, Any]) -> dict[str, Any]:
+    """Makes `obj` the controller of what carries this: deleting it deletes them (GC)."""
+    return {
+        "apiVersion": obj["apiVersion"],
+        "kind": obj["kind"],
+        "name": obj["metadata"]["name"],
+        "uid": obj["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def compute(resources: Resources) -> dict[str, Any]:
+    """Requests equal limits (Guaranteed QoS when CPU and memory are both set), so timing
+    checks and training are not disturbed by neighbours; GPUs are limits, as extended resources
+    must be."""
+    amounts: dict[str, Any] = {}
+    if resources.cpu is not None:
+        amounts["cpu"] = str(resources.cpu)
+    if resources.memory is not None:
+        amounts["memory"] = str(resources.memory)
+    if resources.gpus:
+        amounts[resources.gpu_resource_name] = str(resources.gpus)
+    return {"requests": dict(amounts), "limits": dict(amounts)} if amounts else {}
+
+
+def shared_memory(resources: Resources) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A memory-backed /dev/shm of the requested size: (volumes, mounts)."""
+    if resources.shared_memory is None:
+        return [], []
+    volume = {
+        "name": SHM_VOLUME,
+        "emptyDir": {"medium": "Memory", "sizeLimit": str(resources.shared_memory)},
+    }
+    return [volume], [{"name": SHM_VOLUME, "mountPath": "/dev/shm"}]
+
+
+def placement(scheduling: Scheduling) -> dict[str, Any]:
+    spec: dict[str, Any] = {}
+    if scheduling.node_selector:
+        spec["nodeSelector"] = dict(scheduling.node_selector)
+    if scheduling.tolerations:
+        spec["tolerations"] = [t.to_wire() for t in scheduling.tolerations]
+    if scheduling.priority_class_name:
+        spec["priorityClassName"] = scheduling.priority_class_name
+    return spec
+
+
+def code_env(code: CodeSpec) -> list[dict[str, Any]]:
+    """The user's variables; Secret and ConfigMap references stay references (the value is never
+    read by the operator)."""
+    return [var.to_wire() for var in code.env]
+
+
+def image_fields(code: CodeSpec) -> dict[str, Any]:
+    fields: dict[str, Any] = {"image": code.image}
+    if code.image_pull_policy is not None:
+        fields["imagePullPolicy"] = code.image_pull_policy.value
+    return fields
+
+
+def pull_secrets(code: CodeSpec) -> dict[str, Any]:
+    if not code.image_pull_secrets:
+        return {}
+    return {"imagePullSecrets": [{"name": name} for name in code.image_pull_secrets]}
+
+
+CONTAINER_SECURITY: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+}
+POD_SECURITY: dict[str, Any] = {"seccompProfile": {"type": "RuntimeDefault"}}

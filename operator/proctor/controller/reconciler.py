@@ -1,0 +1,237 @@
+"""Carries out the pure reconcilers against the API server: read, decide, act, record.
+
+One reconcile of an object at a time (a lock per object), since kopf delivers an object's own
+events, its children's events and its timer concurrently. Each pass reads the object fresh, so a
+decision is never taken on a status older than the last write; the status write is guarded by
+resourceVersion, so a stale one is refused and the next pass redoes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from proctor.api.anomaly_events import ANOMALY_LABEL, EXPERIMENT_LABEL, anomaly_from_event
+from proctor.api.v1alpha1 import API_VERSION, ExperimentPhase, PyramidPhase, Reason
+from proctor.controller import names
+from proctor.controller.experiment_reconcile import Observed, reconcile_experiment
+from proctor.controller.kube import KubeClient, KubeError, RejectedError
+from proctor.controller.metrics import OperatorMetrics
+from proctor.controller.observed import JobFacts, job_facts
+from proctor.controller.plans import Event, Plan
+from proctor.controller.progress import read_progress
+from proctor.controller.pyramid_jobs import LAYER_CONTAINER
+from proctor.controller.pyramid_reconcile import layer_durations, reconcile_pyramid
+from proctor.controller.settings import ControllerSettings
+from proctor.controller.training_jobs import TRAINER_CONTAINER
+
+logger = logging.getLogger(__name__)
+PYRAMID_DONE = (PyramidPhase.PASSED.value, PyramidPhase.FAILED.value)
+
+
+class Reconciler:
+    def __init__(
+        self, kube: KubeClient, settings: ControllerSettings, metrics: OperatorMetrics
+    ) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.metrics = metrics
+        self._locks: defaultdict[tuple[str, str, str], threading.Lock] = defaultdict(threading.Lock)
+        self._locks_guard = threading.Lock()
+        self._last_read: dict[tuple[str, str], float] = {}
+
+    def _lock(self, key: tuple[str, str, str]) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks[key]
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        """The object is gone: drop what is kept about it."""
+        with self._locks_guard:
+            self._locks.pop((kind, namespace, name), None)
+        if kind == "Experiment":
+            self.metrics.phases.observe(namespace, name, None)
+            self._last_read.pop((namespace, name), None)
+
+    # ---- ValidationPyramid ---------------------------------------------------------------
+
+    def pyramid(self, namespace: str | None, name: str) -> None:
+        if namespace is None:  # both resources are namespaced: nothing to do for anything else
+            return
+        with self._lock(("ValidationPyramid", namespace, name)):
+            self._guarded("validationpyramid", self._pyramid, namespace, name)
+
+    def _pyramid(self, namespace: str, name: str) -> None:
+        obj = self.kube.get(API_VERSION, "ValidationPyramid", namespace, name)
+        if obj is None:
+            return
+        status = obj.get("status") or {}
+        if status.get("phase") in PYRAMID_DONE:
+            return  # the outcome is recorded; the spec is frozen, so it cannot change
+        selector: dict[str, str | None] = {names.MANAGED_BY: names.MANAGER, names.PYRAMID: name}
+        jobs = self.kube.select("batch/v1", "Job", namespace, selector)
+        pods = self.kube.select("v1", "Pod", namespace, selector) if jobs else []
+        facts = [job_facts(job, pods, LAYER_CONTAINER) for job in jobs]
+        try:
+            plan = reconcile_pyramid(obj, facts, datetime.now(UTC), self.settings)
+        except ValidationError as exc:
+            plan = _invalid(obj, exc, "Ready")
+        self._execute(obj, plan)
+        for layer, outcome, seconds in layer_durations(status, plan.status):
+            self.metrics.layer_seconds.labels(layer, outcome).observe(seconds)
+            entry = next(e for e in plan.status["layers"] if e["layer"] == layer)
+            for check in entry.get("checks") or []:
+                self.metrics.checks.labels(layer, check["name"], check["verdict"]).inc()
+
+    # ---- Experiment ----------------------------------------------------------------------
+
+    def experiment(self, namespace: str | None, name: str, anomalies: bool = False) -> None:
+        """`anomalies`: an anomaly Event just arrived; read them now, not at the next tick."""
+        if namespace is None:
+            return
+        with self._lock(("Experiment", namespace, name)):
+            self._guarded("experiment", self._experiment, namespace, name, anomalies)
+
+    def _experiment(self, namespace: str, name: str, anomalies: bool) -> None:
+        obj = self.kube.get(API_VERSION, "Experiment", namespace, name)
+        if obj is None:
+            self.forget("Experiment", namespace, name)
+            return
+        phase = (obj.get("status") or {}).get("phase")
+        self.metrics.phases.observe(namespace, name, phase)
+        if phase == ExperimentPhase.CONCLUDED.value:
+            return
+        observed = Observed()
+        spec = obj.get("spec") or {}
+        if not (spec.get("validation") or {}).get("skip"):
+            observed.pyramid = self.kube.get(
+                API_VERSION, "ValidationPyramid", namespace, names.pyramid_name(name)
+            )
+        selector: dict[str, str | None] = {
+            names.MANAGED_BY: names.MANAGER,
+            names.EXPERIMENT: name,
+            names.COMPONENT: names.TRAINING,
+        }
+        jobs = self.kube.select("batch/v1", "Job", namespace, selector)
+        if jobs:
+            pods = self.kube.select("v1", "Pod", namespace, selector)
+            observed.job = job_facts(jobs[0], pods, TRAINER_CONTAINER)
+            if self._due(namespace, name) or anomalies:
+                observed.anomalies = self._anomalies(namespace, name)
+                observed.progress = self._progress(observed.job, name, namespace)
+        try:
+            plan = reconcile_experiment(obj, observed, datetime.now(UTC), self.settings)
+        except ValidationError as exc:
+            plan = _invalid(obj, exc, "Validated")
+        self._execute(obj, plan)
+        self.metrics.phases.observe(namespace, name, plan.status.get("phase"))
+
+    def _due(self, namespace: str, name: str) -> bool:
+        """Whether the run's metrics and anomalies may be read again (a bounded rate)."""
+        now = time.monotonic()
+        last = self._last_read.get((namespace, name))
+        if last is not None and now - last < self.settings.progress_seconds:
+            return False
+        self._last_read[(namespace, name)] = now
+        return True
+
+    def _anomalies(self, namespace: str, name: str) -> list[Any]:
+        selector: dict[str, str | None] = {ANOMALY_LABEL: None, EXPERIMENT_LABEL: name}
+        events = self.kube.select("v1", "Event", namespace, selector)
+        found = [a for a in (anomaly_from_event(e) for e in events) if a is not None]
+        return sorted(found, key=lambda a: a.time)
+
+    def _progress(self, job: JobFacts, name: str, namespace: str) -> dict[str, Any] | None:
+        if not job.active:
+            return None
+        rank_zero = [p for p in job.pods if p.phase == "Running" and p.index in (None, 0)]
+        if not rank_zero or not rank_zero[-1].ip:
+            return None
+        url = f"http://{rank_zero[-1].ip}:{self.settings.trainer_metrics_port}/metrics"
+        return read_progress(url, name, namespace) or None
+
+    # ---- carrying out a plan -------------------------------------------------------------
+
+    def _execute(self, obj: dict[str, Any], plan: Plan) -> None:
+        for child in plan.create:
+            try:
+                self.kube.create(child)
+            except RejectedError as exc:
+                # The spec passed the schema, but what the operator built from it did not pass
+                # the API server (a resource name it does not know...): fail, with its words.
+                plan = _rejected(obj, plan, child, str(exc))
+                break
+        if plan.status != (obj.get("status") or {}):
+            self.kube.patch_status(obj, plan.status)
+            for event in plan.events:
+                self.kube.post_event(obj, event)
+        for api_version, kind, child_name in plan.delete:
+            self.kube.delete(api_version, kind, obj["metadata"]["namespace"], child_name)
+
+    def _guarded(self, resource: str, function: Any, *args: Any) -> None:
+        """Run one reconcile; a failure is logged and counted, and the next event or resync
+        tries again (never a crash of the operator, never a hot loop)."""
+        self.metrics.reconciles.labels(resource).inc()
+        try:
+            function(*args)
+        except RejectedError as exc:
+            self.metrics.reconcile_errors.labels(resource, "rejected").inc()
+            logger.error("%s %s: the API server refused a request: %s", resource, args, exc)
+        except KubeError as exc:
+            self.metrics.reconcile_errors.labels(resource, "transient").inc()
+            logger.warning("%s %s: will retry: %s", resource, args, exc)
+        except Exception:
+            self.metrics.reconcile_errors.labels(resource, "internal").inc()
+            logger.exception(
+                "%s %s: reconcile failed; will retry at the next resync", resource, args
+            )
+
+
+def _condition(kind: str, reason: Reason, message: str) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "status": "False",
+        "reason": reason.value,
+        "message": message[:4096],
+        "lastTransitionTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def _failed_status(
+    status: dict[str, Any], condition: str, reason: Reason, message: str
+) -> dict[str, Any]:
+    conditions = [c for c in status.get("conditions") or [] if c.get("type") != condition]
+    new = _condition(condition, reason, message)
+    old = next((c for c in status.get("conditions") or [] if c.get("type") == condition), None)
+    if old and all(old.get(k) == new[k] for k in ("status", "reason", "message")):
+        new = old  # unchanged: keep its transition time, so nothing is rewritten
+    return {**status, "phase": "Failed", "conditions": [*conditions, new]}
+
+
+def _rejected(obj: dict[str, Any], plan: Plan, child: dict[str, Any], message: str) -> Plan:
+    if obj["kind"] == "ValidationPyramid":
+        condition = "Ready"
+    else:
+        condition = "Validated" if child["kind"] == "ValidationPyramid" else "Trained"
+    text = (
+        f"the API server refused the {child['kind']} {child['metadata']['name']} built from this "
+        f"spec: {message}. Fix the spec (it is frozen now: create a new object)."
+    )
+    status = _failed_status(obj.get("status") or plan.status, condition, Reason.JOB_REJECTED, text)
+    return Plan(status=status, events=[Event(Reason.JOB_REJECTED.value, text, "Warning")])
+
+
+def _invalid(obj: dict[str, Any], exc: ValidationError, condition: str) -> Plan:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()[:5]
+    )
+    text = f"the object passed the API server's schema but not Proctor's own checks: {problems}"
+    status = _failed_status(obj.get("status") or {}, condition, Reason.SPEC_INVALID, text)
+    if status == (obj.get("status") or {}):
+        return Plan(status=status)
+    return Plan(status=status, events=[Event(Reason.SPEC_INVALID.value, text, "Warning")])
