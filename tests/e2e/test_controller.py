@@ -5,17 +5,23 @@ the real kubectl applies and reads, the pod runner executes every Job's pods as 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import time
 import urllib.request
+from datetime import UTC, datetime
 
 import pytest
 
+from proctor.api.anomaly_events import anomaly_event
+from proctor.api.v1alpha1 import Anomaly
 from tests.support.crd_schema import REPO
 from tests.support.operator import apply, digits_experiment, get, phase, wait_for
 
-pytestmark = [pytest.mark.kubectl, pytest.mark.slow]
+pytestmark = [pytest.mark.kubectl, pytest.mark.slow, pytest.mark.timeout(300)]
 PLANTED = REPO / "tests" / "pyramid" / "planted"
+HANDLERS = "proctor.controller.handlers"
 
 
 def _phases_until(cluster, resource: str, final: set[str], timeout: float) -> list[str]:
@@ -67,6 +73,17 @@ def test_the_digits_experiment_validates_trains_succeeds_and_concludes(cluster, 
     reasons = [e["reason"] for e in _events(cluster, "digits-e2e")]
     for expected in ("Validating", "Training", "Succeeded", "LayerPassed", "PyramidPassed"):
         assert expected in reasons, reasons
+
+    frozen = cluster.kubectl(
+        "patch",
+        "exp/digits-e2e",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"training": {"budget": {"maxSteps": 999}}}}),
+        check=False,
+    )
+    assert frozen.returncode != 0
+    assert "frozen once validation has started" in frozen.stderr
 
     table = cluster.kubectl("get", "exp", "digits-e2e").stdout
     assert "Succeeded" in table
@@ -324,11 +341,6 @@ def test_a_queued_job_is_queued_not_failed_until_kueue_admits_it(cluster, operat
 
 
 def test_a_critical_anomaly_stops_training_when_the_spec_asks(cluster, operator, tmp_path):
-    from datetime import UTC, datetime
-
-    from proctor.api.anomaly_events import anomaly_event
-    from proctor.api.v1alpha1 import Anomaly
-
     manifest = digits_experiment(
         "stop-me",
         tmp_path,
@@ -363,3 +375,44 @@ def test_a_critical_anomaly_stops_training_when_the_spec_asks(cluster, operator,
     assert status["anomalies"][0]["bundleURI"] == anomaly.bundle_uri
     assert status["anomalies"][0]["step"] == 1234
     wait_for(lambda: not _exists(cluster, "job/stop-me-train"), 30, "the training Job deleted")
+
+
+def test_the_handlers_also_run_under_plain_kopf_run(cluster, tmp_path):
+    """`kopf run -m proctor.controller.handlers` is the same operator (options from PROCTOR_*);
+    it watches its own namespace here, beside the module's operator on `default`."""
+    cluster.kubectl("create", "namespace", "kopf-run")
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "PROCTOR_RESYNC_SECONDS": "1"}
+    log = (tmp_path / "kopf.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kopf", "run", "--standalone", "-n", "kopf-run", "-m", HANDLERS],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        layers = {layer: {"enabled": False} for layer in ("l0", "l1", "l2", "l3")}
+        pyramid = {
+            "apiVersion": "proctor.dev/v1alpha1",
+            "kind": "ValidationPyramid",
+            "metadata": {"name": "nothing-enabled", "namespace": "kopf-run"},
+            "spec": {"code": {"image": "img:1", "entrypoint": "m:setup"}, "layers": layers},
+        }
+        apply(cluster, pyramid)
+        wait_for(
+            lambda: get_in(cluster, "kopf-run", "vp/nothing-enabled").get("phase") == "Passed",
+            60,
+            "the pyramid to pass",
+        )
+        status = get_in(cluster, "kopf-run", "vp/nothing-enabled")
+        assert [layer["phase"] for layer in status["layers"]] == ["Skipped"] * 4
+        ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+        assert "L0, L1, L2, L3 skipped" in ready["message"]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def get_in(cluster, namespace: str, resource: str) -> dict:
+    result = cluster.kubectl("get", resource, "-n", namespace, "-o", "json", check=False)
+    return json.loads(result.stdout).get("status", {}) if result.returncode == 0 else {}
