@@ -122,9 +122,7 @@ def get(cluster: RunningCluster, resource: str) -> dict[str, Any]:
     return result
 
 
-def wait_for(
-    condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.5
-) -> Any:
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
     """Poll `condition` until it returns something truthy; fail with `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     last: Any = None

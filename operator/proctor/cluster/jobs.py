@@ -61,6 +61,8 @@ def reconcile_job(job: dict[str, Any], pods: list[dict[str, Any]], now: datetime
     succeeded = [p for p in pods if p.get("status", {}).get("phase") == "Succeeded"]
     failed = [p for p in pods if p.get("status", {}).get("phase") == "Failed"]
     conditions = [c for c in status.get("conditions") or [] if c.get("type") != "Suspended"]
+    # Failures an Ignore rule of the podFailurePolicy matches are not failures of the Job.
+    counted = [p for p in failed if not _ignored(spec, p)]
 
     if spec.get("suspend"):
         decision.delete = [p["metadata"]["name"] for p in active]
@@ -80,7 +82,7 @@ def reconcile_job(job: dict[str, Any], pods: list[dict[str, Any]], now: datetime
     status.update(
         active=len(active),
         succeeded=succeeded_count,
-        failed=len(failed),
+        failed=len(counted),
         conditions=conditions,
         ready=sum(1 for p in active if _ready(p)),
     )
@@ -102,7 +104,6 @@ def reconcile_job(job: dict[str, Any], pods: list[dict[str, Any]], now: datetime
     verdict = _pod_failure_policy(spec, failed)
     if verdict is not None:
         return _fail(decision, active, "PodFailurePolicy", verdict, now)
-    counted = [p for p in failed if not _ignored(spec, p)]
     if len(counted) > backoff_limit:
         return _fail(
             decision,

@@ -297,8 +297,16 @@ class _Step:
     # ---- anomalies -----------------------------------------------------------------------
 
     def record_anomalies(self) -> None:
-        known = {(a.kind, a.time) for a in self.status.anomalies}
-        new = [a for a in self.observed.anomalies if (a.kind, a.time) not in known]
+        kept = self.status.anomalies
+        known = {(a.kind, a.time) for a in kept}
+        # The watchdog's Events outlive the status list: once it is full, an anomaly older than
+        # every kept one was dropped from it, not newly found, and must not be counted again.
+        oldest = min(a.time for a in kept) if len(kept) >= MAX_ANOMALIES else None
+        new = [
+            a
+            for a in self.observed.anomalies
+            if (a.kind, a.time) not in known and (oldest is None or a.time > oldest)
+        ]
         if not new:
             return
         self.status.anomalies = [*self.status.anomalies, *new][-MAX_ANOMALIES:]
@@ -459,6 +467,6 @@ def _with_progress(
             time=ckpt_time,
         )
     evals = sample.get("eval")
-    if evals and step is not None:
+    if evals and step is not None and step >= (progress.step or 0):
         updated.last_eval = EvalRecord(step=int(step), metrics=evals)
     return updated

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from proctor.api.anomaly_events import ANOMALY_LABEL, EXPERIMENT_LABEL, anomaly_from_event
-from proctor.api.v1alpha1 import API_VERSION, ExperimentPhase, PyramidPhase, Reason
+from proctor.api.v1alpha1 import API_VERSION, Experiment, ExperimentPhase, PyramidPhase, Reason
 from proctor.controller import names
 from proctor.controller.experiment_reconcile import Observed, reconcile_experiment
 from proctor.controller.kube import KubeClient, KubeError, RejectedError
@@ -29,7 +29,7 @@ from proctor.controller.progress import read_progress
 from proctor.controller.pyramid_jobs import LAYER_CONTAINER
 from proctor.controller.pyramid_reconcile import layer_durations, reconcile_pyramid
 from proctor.controller.settings import ControllerSettings
-from proctor.controller.training_jobs import TRAINER_CONTAINER
+from proctor.controller.training_jobs import TRAINER_CONTAINER, trainer_metrics_url
 
 logger = logging.getLogger(__name__)
 PYRAMID_DONE = (PyramidPhase.PASSED.value, PyramidPhase.FAILED.value)
@@ -123,7 +123,7 @@ class Reconciler:
             observed.job = job_facts(jobs[0], pods, TRAINER_CONTAINER)
             if self._due(namespace, name) or anomalies:
                 observed.anomalies = self._anomalies(namespace, name)
-                observed.progress = self._progress(observed.job, name, namespace)
+                observed.progress = self._progress(obj, observed.job)
         try:
             plan = reconcile_experiment(obj, observed, datetime.now(UTC), self.settings)
         except ValidationError as exc:
@@ -146,14 +146,18 @@ class Reconciler:
         found = [a for a in (anomaly_from_event(e) for e in events) if a is not None]
         return sorted(found, key=lambda a: a.time)
 
-    def _progress(self, job: JobFacts, name: str, namespace: str) -> dict[str, Any] | None:
+    def _progress(self, obj: dict[str, Any], job: JobFacts) -> dict[str, Any] | None:
         if not job.active:
             return None
         rank_zero = [p for p in job.pods if p.phase == "Running" and p.index in (None, 0)]
         if not rank_zero or not rank_zero[-1].ip:
             return None
-        url = f"http://{rank_zero[-1].ip}:{self.settings.trainer_metrics_port}/metrics"
-        return read_progress(url, name, namespace) or None
+        try:
+            url = trainer_metrics_url(Experiment.model_validate(obj), rank_zero[-1].ip)
+        except ValidationError:
+            return None  # the reconcile reports the invalid spec
+        meta = obj["metadata"]
+        return read_progress(url, meta["name"], meta["namespace"]) or None
 
     # ---- carrying out a plan -------------------------------------------------------------
 

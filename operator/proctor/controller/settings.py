@@ -19,7 +19,6 @@ class ControllerSettings:
     watchdog_secret: str | None = None
     """A Secret (in each experiment's namespace) whose keys become the watchdog's environment:
     object storage credentials such as AWS_ACCESS_KEY_ID. Never copied into a spec or status."""
-    trainer_metrics_port: int = 9108
     rendezvous_port: int = 29500
     resync_seconds: float = 10.0
     """How often every unfinished object is reconciled even when nothing changed (retries,
@@ -53,12 +52,11 @@ class ControllerSettings:
             "watchdog_image": env("PROCTOR_WATCHDOG_IMAGE"),
             "default_bundle_uri": env("PROCTOR_BUNDLE_URI"),
             "watchdog_secret": env("PROCTOR_WATCHDOG_SECRET"),
-            "trainer_metrics_port": _number(env("PROCTOR_TRAINER_METRICS_PORT"), int),
             "resync_seconds": _number(env("PROCTOR_RESYNC_SECONDS"), float),
             "progress_seconds": _number(env("PROCTOR_PROGRESS_SECONDS"), float),
             "retry_base_seconds": _number(env("PROCTOR_RETRY_BASE_SECONDS"), float),
         }
-        values.update(overrides)
+        values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**{k: v for k, v in values.items() if v is not None})  # type: ignore[arg-type]
 
 

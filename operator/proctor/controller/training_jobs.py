@@ -47,7 +47,7 @@ def training_job(
         **podspec.image_fields(spec.code),
         "command": _trainer_command(experiment, job_name, name, settings),
         "env": _trainer_env(experiment, name, namespace, settings),
-        "ports": [{"name": "metrics", "containerPort": settings.trainer_metrics_port}],
+        "ports": [{"name": "metrics", "containerPort": _metrics_port(experiment)}],
         "resources": podspec.compute(spec.training.resources),
         "volumeMounts": [{"name": "proctor-metrics", "mountPath": METRICS_DIR}, *shm_mounts],
         "terminationMessagePath": podspec.TERMINATION_LOG,
@@ -187,7 +187,7 @@ def _trainer_env(
         "PROCTOR_MAX_STEPS": _str(spec.training.budget.max_steps),
         "PROCTOR_MAX_DURATION": spec.training.budget.max_duration,
         "PROCTOR_CHECKPOINT_URI": checkpoint_uri(experiment, name, namespace),
-        "PROCTOR_METRICS_PORT": str(settings.trainer_metrics_port),
+        "PROCTOR_METRICS_PORT": str(_metrics_port(experiment)),
         "PROCTOR_METRICS_FILE": METRICS_FILE,
         "PROCTOR_TERMINATION_LOG": podspec.TERMINATION_LOG,
     }
@@ -212,7 +212,7 @@ def _watchdog(
     values: dict[str, str | None] = {
         "PROCTOR_EXPERIMENT": name,
         "PROCTOR_NAMESPACE": namespace,
-        "PROCTOR_METRICS_URL": f"http://127.0.0.1:{settings.trainer_metrics_port}/metrics",
+        "PROCTOR_METRICS_URL": f"http://127.0.0.1:{_metrics_port(experiment)}/metrics",
         "PROCTOR_METRICS_FILE": METRICS_FILE,
         "PROCTOR_CHECKPOINT_URI": checkpoint_uri(experiment, name, namespace),
         "PROCTOR_BUNDLE_URI": bundle_uri(experiment, name, namespace, settings),
@@ -289,6 +289,16 @@ def watchdog_access(namespace: str) -> list[dict[str, Any]]:
             },
         },
     ]
+
+
+def _metrics_port(experiment: Experiment) -> int:
+    """The trainer's Prometheus port, as spec.watchdog.metricSources says (a custom trainer may
+    serve elsewhere); the watchdog and the operator read it there."""
+    return experiment.spec.watchdog.metric_sources.trainer_metrics_port
+
+
+def trainer_metrics_url(experiment: Experiment, pod_ip: str) -> str:
+    return f"http://{pod_ip}:{_metrics_port(experiment)}/metrics"
 
 
 def _str(value: int | None) -> str | None:

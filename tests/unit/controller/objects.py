@@ -72,7 +72,13 @@ def layer_message(
             "attempts": 1,
             "checks": [
                 {"name": "runs", "verdict": "Passed", "message": "the step ran"},
-                {"name": check, "verdict": verdict, "value": 0.5, "threshold": 0.1, "message": text},
+                {
+                    "name": check,
+                    "verdict": verdict,
+                    "value": 0.5,
+                    "threshold": 0.1,
+                    "message": text,
+                },
             ],
             "message": "all 2 checks passed"
             if passed

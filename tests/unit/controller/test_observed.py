@@ -111,8 +111,7 @@ def test_an_unschedulable_pod_is_blocked_with_the_scheduler_message():
     }
     facts = pod_facts(_pod("vp-l0-1-x", phase="Pending", conditions=[condition]), "layer")
     assert facts.blocked == (
-        "pod vp-l0-1-x cannot be scheduled: 0/1 nodes are available: "
-        "1 Insufficient nvidia.com/gpu."
+        "pod vp-l0-1-x cannot be scheduled: 0/1 nodes are available: 1 Insufficient nvidia.com/gpu."
     )
     assert facts.infrastructure_cause is None
 
@@ -152,7 +151,9 @@ def test_job_facts_read_conditions_times_and_only_the_jobs_own_pods_in_order():
     ]
     facts = job_facts(job, pods, "layer")
     assert [p.name for p in facts.pods] == ["first", "second"]
-    assert facts.failed and not facts.complete and not facts.active
+    assert facts.failed
+    assert not facts.complete
+    assert not facts.active
     assert facts.failed_reason == "BackoffLimitExceeded"
     assert facts.start_time == datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
     assert facts.finish_time == datetime(2026, 3, 4, 12, 5, tzinfo=UTC)
@@ -164,5 +165,7 @@ def test_a_suspended_job_is_neither_active_nor_finished():
     job = {"metadata": {"name": "t", "uid": "u"}, "spec": {"suspend": True}, "status": {}}
     facts = job_facts(job, [], "trainer")
     assert facts.suspended
-    assert not (facts.active or facts.complete or facts.failed)
+    assert not facts.active
+    assert not facts.complete
+    assert not facts.failed
     assert facts.last_pod is None

@@ -8,12 +8,15 @@ from proctor.api.v1alpha1 import Experiment
 from proctor.controller.settings import ControllerSettings
 from proctor.controller.training_jobs import (
     rendezvous_service,
+    trainer_metrics_url,
     training_job,
     watchdog_access,
 )
 from tests.unit.controller.objects import experiment
 
-SETTINGS = ControllerSettings(watchdog_image="proctor/watchdog:test", deadline_allowance_seconds=120)
+SETTINGS = ControllerSettings(
+    watchdog_image="proctor/watchdog:test", deadline_allowance_seconds=120
+)
 
 
 def _job(obj: dict, settings: ControllerSettings = SETTINGS) -> dict:
@@ -191,3 +194,16 @@ def test_the_watchdog_role_can_only_read_and_post_events():
     }
     [binding] = [o for o in objects if o["kind"] == "RoleBinding"]
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
+
+
+def test_the_trainer_metrics_port_comes_from_the_spec_for_trainer_watchdog_and_operator():
+    obj = experiment("exp", watchdog={"metricSources": {"trainerMetricsPort": 9200}})
+    job = _job(obj)
+    trainer = _trainer(job)
+    assert trainer["ports"] == [{"name": "metrics", "containerPort": 9200}]
+    assert _env(trainer)["PROCTOR_METRICS_PORT"] == "9200"
+    [watchdog] = _pod(job)["initContainers"]
+    assert _env(watchdog)["PROCTOR_METRICS_URL"] == "http://127.0.0.1:9200/metrics"
+    assert trainer_metrics_url(Experiment.model_validate(obj), "10.0.0.7") == (
+        "http://10.0.0.7:9200/metrics"
+    )
