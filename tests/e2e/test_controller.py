@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -110,7 +111,9 @@ def test_the_digits_experiment_validates_trains_succeeds_and_concludes(cluster, 
         .read()
         .decode()
     )
-    assert 'proctor_operator_experiments{phase="Concluded"} 1.0' in metrics
+    concluded = re.search(r'proctor_operator_experiments\{phase="Concluded"\} (\S+)', metrics)
+    assert concluded is not None
+    assert float(concluded.group(1)) >= 1
     assert 'proctor_operator_layer_duration_seconds_count{layer="L2",outcome="Passed"}' in metrics
     assert "proctor_operator_checks_total" in metrics
     health = urllib.request.urlopen(f"http://127.0.0.1:{operator.liveness_port}/healthz", timeout=5)
@@ -190,13 +193,21 @@ def test_two_pods_train_together_with_ddp(cluster, operator, tmp_path):
     assert logs.count("done at step 60") == 2, logs[-2000:]
 
 
-def _kill_layer_process(layer: str) -> bool:
+def _kill_layer_process(cluster, layer: str) -> bool:
+    """SIGKILL the layer's process, found among this cluster's pods only (its working
+    directory is under the pod runner's), as the OOM killer would."""
     found = subprocess.run(
         ["pgrep", "-f", f"proctor pyramid run --layer {layer}"], capture_output=True, text=True
     )
-    pids = [int(p) for p in found.stdout.split()]
+    pods_dir = str(cluster.cluster.pods.workdir)
+    pids = [
+        int(pid)
+        for pid in found.stdout.split()
+        if os.path.exists(f"/proc/{pid}/cwd")
+        and os.readlink(f"/proc/{pid}/cwd").startswith(pods_dir)
+    ]
     for pid in pids:
-        subprocess.run(["kill", "-9", str(pid)], check=False)
+        os.kill(pid, 9)
     return bool(pids)
 
 
@@ -210,7 +221,7 @@ def test_a_killed_layer_pod_is_retried_as_infrastructure(cluster, operator, tmp_
         ),
     )
     wait_for(lambda: _layer(cluster, "killed-layer", "L2"), 120, "L2 to start")
-    wait_for(lambda: _kill_layer_process("L2"), 60, "the L2 process to kill")
+    wait_for(lambda: _kill_layer_process(cluster, "L2"), 60, "the L2 process to kill")
     entry = wait_for(
         lambda: (
             (_layer(cluster, "killed-layer", "L2") or {}).get("attempts", 0) >= 2
@@ -248,7 +259,10 @@ def test_restart_safety_kill_the_operator_at_every_transition(cluster, operator,
     kills = 0
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        exp = get(cluster, "exp/restarts").get("status", {})
+        obj = get(cluster, "exp/restarts")
+        # No finalizer ever: deleting works while the operator is down.
+        assert not obj["metadata"].get("finalizers"), obj["metadata"]
+        exp = obj.get("status", {})
         state = f"{exp.get('phase')}/{(exp.get('validation') or {}).get('layer')}"
         if exp.get("phase") in ("Succeeded", "Failed"):
             break

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from proctor.api.layout import checkpoint_directory
+from proctor.api.redaction import redact
 from proctor.api.v1alpha1 import (
     Anomaly,
     AnomalyAction,
@@ -64,6 +65,8 @@ class Observed:
     """Anomalies the watchdog reported (from its Events), oldest first."""
     progress: dict[str, Any] | None = None
     """The trainer's latest metrics (proctor.controller.progress), when they were read."""
+    name_taken: str | None = None
+    """Why the ValidationPyramid of this name, which exists, is not this Experiment's."""
 
 
 def reconcile_experiment(
@@ -133,6 +136,16 @@ class _Step:
                 f"validation skipped: {validation.skip.reason}",
             )
             return True
+        if self.observed.name_taken:
+            self.status.phase = ExperimentPhase.PENDING
+            self.condition(
+                ExperimentConditionType.BLOCKED,
+                ConditionStatus.TRUE,
+                Reason.NAME_TAKEN,
+                self.observed.name_taken,
+            )
+            return False
+        self._unblock(Reason.NAME_TAKEN)
         pyramid_obj = self.observed.pyramid
         if pyramid_obj is None:
             self.plan.create.append(self._pyramid())
@@ -229,6 +242,20 @@ class _Step:
         self.status.training = _with_progress(progress, self.observed.progress, self._ckpt())
         if job.active:
             self.status.phase = ExperimentPhase.TRAINING
+            unschedulable = [
+                p.blocked for p in job.pods if p.unschedulable and p.phase == "Pending"
+            ]
+            if unschedulable:
+                # Not a failure (a cluster autoscaler may yet add the node), but said loudly.
+                self.condition(
+                    ExperimentConditionType.BLOCKED,
+                    ConditionStatus.TRUE,
+                    Reason.UNSCHEDULABLE,
+                    f"{unschedulable[0]}; lower spec.training.resources or its scheduling, or "
+                    "add capacity",
+                )
+            else:
+                self._unblock(Reason.UNSCHEDULABLE)
             pod = job.last_pod
             blocked = pod.blocked if pod else ""
             self.condition(
@@ -239,7 +266,23 @@ class _Step:
             )
             self._stop_on_anomaly()
             return
+        self._unblock(Reason.UNSCHEDULABLE)
         self._finished(job)
+
+    def _unblock(self, reason: Reason) -> None:
+        """Clear a Blocked condition this reason set, once its cause is gone."""
+        blocked = find_condition(self.status.conditions, ExperimentConditionType.BLOCKED)
+        if (
+            blocked is not None
+            and blocked.status == ConditionStatus.TRUE
+            and blocked.reason == reason
+        ):
+            self.condition(
+                ExperimentConditionType.BLOCKED,
+                ConditionStatus.FALSE,
+                Reason.NOT_BLOCKED,
+                f"no longer blocked ({reason.value} resolved)",
+            )
 
     def _create_training(self) -> None:
         spec = self.experiment.spec
@@ -431,12 +474,12 @@ def _trainer_outcome(pod: PodFacts | None) -> dict[str, Any]:
 def _failure_message(job: JobFacts, pod: PodFacts | None, outcome: dict[str, Any]) -> str:
     cause = pod.infrastructure_cause if pod else None
     if outcome.get("outcome") == "bad_config":
-        return f"the trainer refused its configuration: {outcome.get('message', '')}"
+        return f"the trainer refused its configuration: {redact(str(outcome.get('message', '')))}"
     if outcome.get("outcome") == "crashed":
         return f"the training code crashed ({job.failed_reason}): {outcome.get('message', '')}"
     if cause:
         return f"training Job {job.name} failed ({job.failed_reason}): {cause}"
-    tail = (pod.termination_message if pod else "").strip()[-1500:]
+    tail = redact((pod.termination_message if pod else "").strip()[-1500:])
     exit_code = pod.exit_code if pod else None
     return (
         f"training Job {job.name} failed ({job.failed_reason}: {job.failed_message}); "

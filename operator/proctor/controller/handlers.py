@@ -1,17 +1,22 @@
-"""The kopf handlers: thin. Each turns a watch event or a timer tick into a reconcile of the
-object it concerns; the Reconciler and the pure reconcilers decide everything.
+"""The kopf handlers: thin. Each turns a watch event into a reconcile of the object it concerns;
+the Reconciler and the pure reconcilers decide everything.
 
 Run with `proctor operator` (which sets the options below from flags) or
 `kopf run -m proctor.controller.handlers` (options from PROCTOR_* variables).
 
-No change handlers and no finalizers: kopf keeps no state on the objects, the status is the whole
-record, and deletion is Kubernetes garbage collection through ownerReferences, so an Experiment can
-be deleted even while the operator is down.
+No change handlers, timers or daemons, and so no finalizers: kopf keeps no state on the objects
+(its timers would add a finalizer to each), the status is the whole record, and deletion is
+Kubernetes garbage collection through ownerReferences, so an Experiment can be deleted even while
+the operator is down. Time-based work (a retry that comes due, training progress) is done by one
+resync loop over the objects the watch events showed unfinished.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,7 +32,6 @@ from proctor.controller.reconciler import Reconciler
 from proctor.controller.settings import ControllerSettings
 
 logger = logging.getLogger(__name__)
-SETTINGS = ControllerSettings.from_env()  # timers take their interval when this module loads
 MANAGED = {names.MANAGED_BY: names.MANAGER}
 
 
@@ -37,41 +41,72 @@ def _reconciler(memo: Any) -> Reconciler:
 
 
 @kopf.on.startup()
-def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     # Watch only what Proctor made (and the watchdog's anomaly Events), filtered by the server.
     settings.watching.label_selectors["jobs"] = f"{names.MANAGED_BY}={names.MANAGER}"
     settings.watching.label_selectors["pods"] = f"{names.MANAGED_BY}={names.MANAGER}"
     settings.watching.label_selectors["events"] = ANOMALY_LABEL
     settings.posting.enabled = False  # Proctor posts its own Events, one per transition
     metrics = OperatorMetrics()
-    port = memo.get("metrics_port")
+    port = memo.get("metrics_port") or os.environ.get("PROCTOR_METRICS_PORT")
     if port:
         start_http_server(int(port), registry=metrics.registry)
         logger.info("operator metrics on :%s/metrics", port)
-    controller_settings = memo.get("settings") or SETTINGS
-    memo.reconciler = Reconciler(KubeClient.from_environment(), controller_settings, metrics)
-    memo.metrics = metrics
+    controller_settings = memo.get("settings") or ControllerSettings.from_env()
+    reconciler = Reconciler(KubeClient.from_environment(), controller_settings, metrics)
+    memo.reconciler = reconciler
+    memo.resync = asyncio.create_task(_resync_forever(reconciler), name="proctor-resync")
+
+
+@kopf.on.cleanup()
+async def stop(memo: Any, **_: Any) -> None:
+    task = memo.get("resync")
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _resync_forever(reconciler: Reconciler) -> None:
+    """Reconcile every unfinished object (and any whose last pass failed) every
+    `resync_seconds`: retries that came due, training progress, events a watch lost."""
+    while True:
+        await asyncio.sleep(reconciler.settings.resync_seconds)
+        try:
+            await asyncio.to_thread(reconciler.resync)
+        except Exception:  # never let the loop die: it is what retries everything else
+            logger.exception("resync pass failed; trying again at the next one")
 
 
 @kopf.on.event(GROUP, VERSION, "validationpyramids")
 def pyramid_changed(
-    type: str, namespace: str | None, name: str, labels: Mapping[str, str], memo: Any, **_: Any
+    type: str,
+    namespace: str | None,
+    name: str,
+    labels: Mapping[str, str],
+    status: Mapping[str, Any],
+    memo: Any,
+    **_: Any,
 ) -> None:
     reconciler = _reconciler(memo)
     if type == "DELETED":
         reconciler.forget("ValidationPyramid", namespace or "", name)
         return
+    reconciler.track("ValidationPyramid", namespace, name, status.get("phase"))
     reconciler.pyramid(namespace, name)
     if names.EXPERIMENT in labels:  # the owning Experiment mirrors the pyramid's progress
         reconciler.experiment(namespace, labels[names.EXPERIMENT])
 
 
 @kopf.on.event(GROUP, VERSION, "experiments")
-def experiment_changed(type: str, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+def experiment_changed(
+    type: str, namespace: str | None, name: str, status: Mapping[str, Any], memo: Any, **_: Any
+) -> None:
     reconciler = _reconciler(memo)
     if type == "DELETED":
         reconciler.forget("Experiment", namespace or "", name)
         return
+    reconciler.track("Experiment", namespace, name, status.get("phase"))
     reconciler.experiment(namespace, name)
 
 
@@ -91,30 +126,6 @@ def anomaly_reported(
 ) -> None:
     if type != "DELETED" and EXPERIMENT_LABEL in labels:
         _reconciler(memo).experiment(namespace, labels[EXPERIMENT_LABEL], anomalies=True)
-
-
-def _pyramid_unfinished(status: Mapping[str, Any], **_: Any) -> bool:
-    return status.get("phase") not in ("Passed", "Failed")
-
-
-def _experiment_unfinished(status: Mapping[str, Any], **_: Any) -> bool:
-    return status.get("phase") not in ("Succeeded", "Failed", "Concluded")
-
-
-@kopf.timer(
-    GROUP, VERSION, "validationpyramids", interval=SETTINGS.resync_seconds, when=_pyramid_unfinished
-)
-def pyramid_resync(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    """Retries after backoff, and anything a lost watch event left behind."""
-    _reconciler(memo).pyramid(namespace, name)
-
-
-@kopf.timer(
-    GROUP, VERSION, "experiments", interval=SETTINGS.resync_seconds, when=_experiment_unfinished
-)
-def experiment_resync(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    """Training progress and anomalies at a bounded rate, and anything a lost event left."""
-    _reconciler(memo).experiment(namespace, name)
 
 
 def _owner_changed(

@@ -42,8 +42,13 @@ class NotFoundError(KubeError):
     pass
 
 
+class ForbiddenError(KubeError):
+    """403: the operator lacks a permission, or a quota or a terminating namespace refuses; not
+    the user's fault, and it may pass, so it is retried."""
+
+
 class RejectedError(KubeError):
-    """The API server refused the object (400/403/422): retrying the same request cannot help."""
+    """The API server refused the object (400/422): retrying the same request cannot help."""
 
 
 class KubeClient:
@@ -96,8 +101,9 @@ class KubeClient:
             self._call("DELETE", _path(api_version, kind, namespace, name), body)
 
     def patch_status(self, obj: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
-        """Replace `status` through the status subresource (a merge patch of the whole status,
-        guarded by resourceVersion so a stale write is refused, not applied)."""
+        """Write `status` through the status subresource: a merge patch carrying every field the
+        reconciler computed (fields it drops are not removed), guarded by resourceVersion so a
+        write based on a stale read is refused (409) and redone, not applied."""
         meta = obj["metadata"]
         path = _path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"]) + "/status"
         patch = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status}
@@ -175,7 +181,9 @@ def _error(exc: ApiException, method: str, path: str) -> KubeError:
         return NotFoundError(text)
     if exc.status == 409 and method == "POST":
         return _ConflictError(text)
-    if exc.status in (400, 403, 422):
+    if exc.status == 403:
+        return ForbiddenError(text)
+    if exc.status in (400, 422):
         return RejectedError(message)
     return KubeError(text)
 

@@ -24,7 +24,6 @@ INFRASTRUCTURE_REASONS = {
     "ContainerCannotRun": "the container runtime could not start the container",
     "UnexpectedAdmissionError": "the node refused the pod",
 }
-PULL_FAILURES = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName"}
 KILLED_BY_SIGNAL = {137: "SIGKILL", 143: "SIGTERM"}
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from proctor.api.redaction import redact
 from proctor.api.v1alpha1 import (
     CheckResult,
     CheckVerdict,
@@ -48,6 +49,8 @@ _CONDITION = {
     LayerName.L3: PyramidConditionType.L3_PASSED,
 }
 _DONE = (LayerPhase.PASSED, LayerPhase.FAILED, LayerPhase.SKIPPED)
+# A pod waiting for these will not start on its own soon: the attempt counts as infrastructure.
+STUCK_WAITING = ("ImagePullBackOff", "CreateContainerConfigError")
 
 
 def retry_delay(attempt: int, settings: ControllerSettings) -> float:
@@ -133,6 +136,19 @@ def _advance(
     )
     if job.active or job.suspended:
         pod = job.last_pod
+        if pod is not None and pod.waiting_reason == "InvalidImageName":
+            plan.delete.append(("batch/v1", "Job", job.name))
+            return _failed(
+                entry, now, "image", f"the image cannot be used: {pod.blocked}; fix spec.code.image"
+            )
+        if pod is not None and pod.waiting_reason in STUCK_WAITING:
+            # The kubelet keeps retrying a pull or a missing Secret by itself, but the attempt
+            # is spent: end it and retry with a new Job (after the kubelet's own back-off).
+            plan.delete.append(("batch/v1", "Job", job.name))
+            cause = pod.infrastructure_cause or pod.blocked
+            return _infrastructure(
+                pyramid, obj, layer, entry, cause, now, now, settings, plan, due_now=True
+            )
         blocked = pod.blocked if pod else ""
         return entry.model_copy(
             update={
@@ -190,13 +206,17 @@ def _layer_result(pod: PodFacts | None, layer: LayerName) -> LayerResult | None:
         result = LayerResult.model_validate(json.loads(pod.termination_message))
     except (ValueError, ValidationError):
         return None
-    return result if result.layer == layer else None
+    if result.layer != layer:
+        return None
+    # Messages quote the user's exceptions, which may quote the user's secrets.
+    checks = [c.model_copy(update={"message": redact(c.message)}) for c in result.checks]
+    return result.model_copy(update={"message": redact(result.message), "checks": checks})
 
 
 def _code_failure(layer: LayerName, job: JobFacts, pod: PodFacts | None) -> str:
     if pod is None or pod.exit_code is None:
         return f"{layer.value}'s Job failed ({job.failed_reason}: {job.failed_message})"
-    tail = pod.termination_message.strip()[-1500:]
+    tail = redact(pod.termination_message.strip()[-1500:])
     if pod.exit_code == 0:
         return (
             f"{layer.value} exited 0 but left no result in its termination message: does the "
@@ -232,6 +252,7 @@ def _infrastructure(
     now: datetime,
     settings: ControllerSettings,
     plan: Plan,
+    due_now: bool = False,
 ) -> LayerResult:
     allowed = 1 + pyramid.spec.max_infrastructure_retries
     if entry.attempts >= allowed:
@@ -243,7 +264,7 @@ def _infrastructure(
             f"retry limit (spec.maxInfrastructureRetries {allowed - 1}); last: {cause}",
         )
         return failed
-    due = ended + timedelta(seconds=retry_delay(entry.attempts, settings))
+    due = now if due_now else ended + timedelta(seconds=retry_delay(entry.attempts, settings))
     if now < due:
         plan.requeue_after = (due - now).total_seconds()
         return entry.model_copy(

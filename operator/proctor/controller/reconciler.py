@@ -21,7 +21,7 @@ from proctor.api.anomaly_events import ANOMALY_LABEL, EXPERIMENT_LABEL, anomaly_
 from proctor.api.v1alpha1 import API_VERSION, Experiment, ExperimentPhase, PyramidPhase, Reason
 from proctor.controller import names
 from proctor.controller.experiment_reconcile import Observed, reconcile_experiment
-from proctor.controller.kube import KubeClient, KubeError, RejectedError
+from proctor.controller.kube import ForbiddenError, KubeClient, KubeError, RejectedError
 from proctor.controller.metrics import OperatorMetrics
 from proctor.controller.observed import JobFacts, job_facts
 from proctor.controller.plans import Event, Plan
@@ -33,6 +33,7 @@ from proctor.controller.training_jobs import TRAINER_CONTAINER, trainer_metrics_
 
 logger = logging.getLogger(__name__)
 PYRAMID_DONE = (PyramidPhase.PASSED.value, PyramidPhase.FAILED.value)
+EXPERIMENT_DONE = ("Succeeded", "Failed", "Concluded")
 
 
 class Reconciler:
@@ -45,13 +46,47 @@ class Reconciler:
         self._locks: defaultdict[tuple[str, str, str], threading.Lock] = defaultdict(threading.Lock)
         self._locks_guard = threading.Lock()
         self._last_read: dict[tuple[str, str], float] = {}
+        # What the resync loop revisits: objects the watch showed unfinished, and objects whose
+        # last pass failed or left work to check (a retry due, a Job being stopped).
+        self._unfinished: set[tuple[str, str, str]] = set()
+        self._retry: set[tuple[str, str, str]] = set()
+        self._tracking = threading.Lock()
 
     def _lock(self, key: tuple[str, str, str]) -> threading.Lock:
         with self._locks_guard:
             return self._locks[key]
 
+    def track(self, kind: str, namespace: str | None, name: str, phase: str | None) -> None:
+        """Note whether an object is finished, as its latest watch event or status says."""
+        if namespace is None:
+            return
+        done = PYRAMID_DONE if kind == "ValidationPyramid" else EXPERIMENT_DONE
+        with self._tracking:
+            if phase in done:
+                self._unfinished.discard((kind, namespace, name))
+            else:
+                self._unfinished.add((kind, namespace, name))
+
+    def resync(self) -> None:
+        """One pass over every unfinished object and every object due a retry."""
+        with self._tracking:
+            keys = sorted(self._unfinished | self._retry)
+            self._retry.clear()
+        for kind, namespace, name in keys:
+            if kind == "ValidationPyramid":
+                self.pyramid(namespace, name)
+            else:
+                self.experiment(namespace, name)
+
+    def _again(self, kind: str, namespace: str, name: str) -> None:
+        with self._tracking:
+            self._retry.add((kind, namespace, name))
+
     def forget(self, kind: str, namespace: str, name: str) -> None:
         """The object is gone: drop what is kept about it."""
+        with self._tracking:
+            self._unfinished.discard((kind, namespace, name))
+            self._retry.discard((kind, namespace, name))
         with self._locks_guard:
             self._locks.pop((kind, namespace, name), None)
         if kind == "Experiment":
@@ -64,17 +99,19 @@ class Reconciler:
         if namespace is None:  # both resources are namespaced: nothing to do for anything else
             return
         with self._lock(("ValidationPyramid", namespace, name)):
-            self._guarded("validationpyramid", self._pyramid, namespace, name)
+            if not self._guarded("validationpyramid", self._pyramid, namespace, name):
+                self._again("ValidationPyramid", namespace, name)
 
     def _pyramid(self, namespace: str, name: str) -> None:
         obj = self.kube.get(API_VERSION, "ValidationPyramid", namespace, name)
-        if obj is None:
-            return
+        if obj is None or obj["metadata"].get("deletionTimestamp"):
+            return  # gone or going: garbage collection removes what it owns
         status = obj.get("status") or {}
+        self.track("ValidationPyramid", namespace, name, status.get("phase"))
         if status.get("phase") in PYRAMID_DONE:
             return  # the outcome is recorded; the spec is frozen, so it cannot change
         selector: dict[str, str | None] = {names.MANAGED_BY: names.MANAGER, names.PYRAMID: name}
-        jobs = self.kube.select("batch/v1", "Job", namespace, selector)
+        jobs = _owned_by(obj, self.kube.select("batch/v1", "Job", namespace, selector))
         pods = self.kube.select("v1", "Pod", namespace, selector) if jobs else []
         facts = [job_facts(job, pods, LAYER_CONTAINER) for job in jobs]
         try:
@@ -82,6 +119,8 @@ class Reconciler:
         except ValidationError as exc:
             plan = _invalid(obj, exc, "Ready")
         self._execute(obj, plan)
+        if plan.requeue_after is not None or plan.delete:
+            self._again("ValidationPyramid", namespace, name)
         for layer, outcome, seconds in layer_durations(status, plan.status):
             self.metrics.layer_seconds.labels(layer, outcome).observe(seconds)
             entry = next(e for e in plan.status["layers"] if e["layer"] == layer)
@@ -95,34 +134,42 @@ class Reconciler:
         if namespace is None:
             return
         with self._lock(("Experiment", namespace, name)):
-            self._guarded("experiment", self._experiment, namespace, name, anomalies)
+            if not self._guarded("experiment", self._experiment, namespace, name, anomalies):
+                self._again("Experiment", namespace, name)
 
     def _experiment(self, namespace: str, name: str, anomalies: bool) -> None:
         obj = self.kube.get(API_VERSION, "Experiment", namespace, name)
         if obj is None:
-            self.forget("Experiment", namespace, name)
+            self.metrics.phases.observe(namespace, name, None)
             return
+        if obj["metadata"].get("deletionTimestamp"):
+            return  # going: garbage collection removes what it owns
         phase = (obj.get("status") or {}).get("phase")
         self.metrics.phases.observe(namespace, name, phase)
+        self.track("Experiment", namespace, name, phase)
         if phase == ExperimentPhase.CONCLUDED.value:
             return
         observed = Observed()
         spec = obj.get("spec") or {}
         if not (spec.get("validation") or {}).get("skip"):
-            observed.pyramid = self.kube.get(
+            pyramid = self.kube.get(
                 API_VERSION, "ValidationPyramid", namespace, names.pyramid_name(name)
             )
+            if pyramid is not None and not _owned_by(obj, [pyramid]):
+                observed.name_taken = _name_taken(pyramid)
+            else:
+                observed.pyramid = pyramid
         selector: dict[str, str | None] = {
             names.MANAGED_BY: names.MANAGER,
             names.EXPERIMENT: name,
             names.COMPONENT: names.TRAINING,
         }
-        jobs = self.kube.select("batch/v1", "Job", namespace, selector)
+        jobs = _owned_by(obj, self.kube.select("batch/v1", "Job", namespace, selector))
         if jobs:
             pods = self.kube.select("v1", "Pod", namespace, selector)
             observed.job = job_facts(jobs[0], pods, TRAINER_CONTAINER)
             if self._due(namespace, name) or anomalies:
-                observed.anomalies = self._anomalies(namespace, name)
+                observed.anomalies = self._anomalies(obj)
                 observed.progress = self._progress(obj, observed.job)
         try:
             plan = reconcile_experiment(obj, observed, datetime.now(UTC), self.settings)
@@ -130,6 +177,9 @@ class Reconciler:
             plan = _invalid(obj, exc, "Validated")
         self._execute(obj, plan)
         self.metrics.phases.observe(namespace, name, plan.status.get("phase"))
+        self.track("Experiment", namespace, name, plan.status.get("phase"))
+        if plan.delete:  # check back until the stopped Job is gone
+            self._again("Experiment", namespace, name)
 
     def _due(self, namespace: str, name: str) -> bool:
         """Whether the run's metrics and anomalies may be read again (a bounded rate)."""
@@ -140,10 +190,13 @@ class Reconciler:
         self._last_read[(namespace, name)] = now
         return True
 
-    def _anomalies(self, namespace: str, name: str) -> list[Any]:
-        selector: dict[str, str | None] = {ANOMALY_LABEL: None, EXPERIMENT_LABEL: name}
-        events = self.kube.select("v1", "Event", namespace, selector)
-        found = [a for a in (anomaly_from_event(e) for e in events) if a is not None]
+    def _anomalies(self, obj: dict[str, Any]) -> list[Any]:
+        meta = obj["metadata"]
+        selector: dict[str, str | None] = {ANOMALY_LABEL: None, EXPERIMENT_LABEL: meta["name"]}
+        events = self.kube.select("v1", "Event", meta["namespace"], selector)
+        # Events outlive their object (about an hour): only this incarnation's count.
+        mine = [e for e in events if (e.get("involvedObject") or {}).get("uid") == meta["uid"]]
+        found = [a for a in (anomaly_from_event(e) for e in mine) if a is not None]
         return sorted(found, key=lambda a: a.time)
 
     def _progress(self, obj: dict[str, Any], job: JobFacts) -> dict[str, Any] | None:
@@ -177,12 +230,20 @@ class Reconciler:
         for api_version, kind, child_name in plan.delete:
             self.kube.delete(api_version, kind, obj["metadata"]["namespace"], child_name)
 
-    def _guarded(self, resource: str, function: Any, *args: Any) -> None:
-        """Run one reconcile; a failure is logged and counted, and the next event or resync
-        tries again (never a crash of the operator, never a hot loop)."""
+    def _guarded(self, resource: str, function: Any, *args: Any) -> bool:
+        """Run one reconcile; False when it failed, which is logged and counted, and the next
+        resync tries again (never a crash of the operator, never a hot loop)."""
         self.metrics.reconciles.labels(resource).inc()
         try:
             function(*args)
+        except ForbiddenError as exc:
+            self.metrics.reconcile_errors.labels(resource, "forbidden").inc()
+            logger.error(
+                "%s %s: the operator lacks a permission (check its RBAC; retrying): %s",
+                resource,
+                args,
+                exc,
+            )
         except RejectedError as exc:
             self.metrics.reconcile_errors.labels(resource, "rejected").inc()
             logger.error("%s %s: the API server refused a request: %s", resource, args, exc)
@@ -194,6 +255,37 @@ class Reconciler:
             logger.exception(
                 "%s %s: reconcile failed; will retry at the next resync", resource, args
             )
+        else:
+            return True
+        return False
+
+
+def _owned_by(owner: dict[str, Any], objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The objects `owner` (this incarnation: its uid) controls. Names and labels are not proof:
+    an Experiment deleted and applied again sees its predecessor's children until garbage
+    collection removes them, and anyone may create a ValidationPyramid of the same name."""
+    uid = owner["metadata"]["uid"]
+    return [
+        obj
+        for obj in objects
+        if any(
+            ref.get("uid") == uid and ref.get("controller")
+            for ref in obj["metadata"].get("ownerReferences") or []
+        )
+    ]
+
+
+def _name_taken(pyramid: dict[str, Any]) -> str:
+    name = pyramid["metadata"]["name"]
+    if pyramid["metadata"].get("deletionTimestamp") or pyramid["metadata"].get("ownerReferences"):
+        return (
+            f"waiting for ValidationPyramid {name} of an earlier Experiment of this name to be "
+            "deleted (garbage collection)"
+        )
+    return (
+        f"a ValidationPyramid named {name} exists and does not belong to this Experiment: "
+        "delete it, or submit the Experiment under another name"
+    )
 
 
 def _condition(kind: str, reason: Reason, message: str) -> dict[str, Any]:

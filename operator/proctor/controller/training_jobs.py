@@ -23,9 +23,14 @@ KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 METRICS_DIR = "/var/run/proctor"
 METRICS_FILE = f"{METRICS_DIR}/metrics.jsonl"
 TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+SPOOL_DIR = "/var/spool/proctor"
+# The pod's index in an Indexed Job; read from its annotation, which (unlike the
+# JOB_COMPLETION_INDEX variable the Job controller appends) other variables can reference.
+COMPLETION_INDEX_FIELD = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
 TRAINING_BACKOFF_LIMIT = 3
 """Pod failures (crashes) retried before the Job fails; each retry resumes from the newest
-checkpoint. Preemption and eviction do not count; bad config and a spent budget fail at once."""
+checkpoint. Preemption and eviction do not count; bad config (exit 2) fails at once, except under
+torchrun, which reports every failing rank as 1 (then it is retried, and fails the same way)."""
 
 
 def training_job(
@@ -65,6 +70,7 @@ def training_job(
                 "secret": {"secretName": names.WATCHDOG_TOKEN_SECRET, "optional": True},
             }
         )
+        volumes.append({"name": "watchdog-spool", "emptyDir": {"sizeLimit": "1Gi"}})
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
@@ -87,7 +93,7 @@ def training_job(
                     "onExitCodes": {
                         "containerName": TRAINER_CONTAINER,
                         "operator": "In",
-                        "values": [2, 3],  # bad config, budget spent: a retry cannot help
+                        "values": [2],  # bad config: a retry cannot help
                     },
                 },
                 {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
@@ -196,10 +202,19 @@ def _trainer_env(
         values["PROCTOR_CHECKPOINT_EVERY_STEPS"] = _str(checkpoint.every_steps)
         values["PROCTOR_CHECKPOINT_EVERY"] = checkpoint.every_duration
         values["PROCTOR_KEEP_LAST"] = str(checkpoint.keep_last)
+    if spec.training.nodes > 1:  # what torchrun (or a custom command) needs to rendezvous
+        service = names.training_service_name(name)
+        values["NNODES"] = str(spec.training.nodes)
+        values["MASTER_ADDR"] = f"{names.training_job_name(name)}-0.{service}"
+        values["MASTER_PORT"] = str(settings.rendezvous_port)
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in values.items() if v]
     if spec.training.nodes > 1:
-        values["PROCTOR_NNODES"] = str(spec.training.nodes)
-        values["PROCTOR_MASTER_PORT"] = str(settings.rendezvous_port)
-    env = [{"name": k, "value": v} for k, v in values.items() if v is not None]
+        env.append(
+            {
+                "name": "NODE_RANK",
+                "valueFrom": {"fieldRef": {"fieldPath": COMPLETION_INDEX_FIELD}},
+            }
+        )
     return [*env, *podspec.code_env(spec.code)]
 
 
@@ -216,6 +231,7 @@ def _watchdog(
         "PROCTOR_METRICS_FILE": METRICS_FILE,
         "PROCTOR_CHECKPOINT_URI": checkpoint_uri(experiment, name, namespace),
         "PROCTOR_BUNDLE_URI": bundle_uri(experiment, name, namespace, settings),
+        "PROCTOR_SPOOL_DIR": SPOOL_DIR,
         "PROCTOR_WATCHDOG": json.dumps(spec.watchdog.to_wire(), sort_keys=True),
         "PROCTOR_BUDGET": json.dumps(spec.training.budget.to_wire(), sort_keys=True),
         "PROCTOR_STOP_ON_ANOMALY": str(
@@ -237,6 +253,8 @@ def _watchdog(
         "volumeMounts": [
             {"name": "proctor-metrics", "mountPath": METRICS_DIR, "readOnly": True},
             {"name": "watchdog-token", "mountPath": TOKEN_DIR, "readOnly": True},
+            # the only writable place: bundles spool here while object storage is unreachable
+            {"name": "watchdog-spool", "mountPath": SPOOL_DIR},
         ],
         "securityContext": {
             **podspec.CONTAINER_SECURITY,
@@ -250,8 +268,11 @@ def _watchdog(
 
 
 def watchdog_access(namespace: str) -> list[dict[str, Any]]:
-    """The watchdog's identity in a namespace, least privilege: read its pod and their logs and
-    the Experiment, post Events; a token Secret mounted only into the watchdog container."""
+    """The watchdog's identity in a namespace, least privilege: read pods and their logs (a Role
+    cannot name pods that do not exist yet, so it covers the namespace's pods; the watchdog reads
+    only its own) and Experiments, post Events; a token Secret mounted only into the watchdog
+    container. Shared by every Experiment of the namespace, so not owned by any: deleting one
+    Experiment leaves it for the others."""
     account = names.WATCHDOG_ACCOUNT
     labels = names.managed_labels("watchdog")
     meta = {"name": account, "namespace": namespace, "labels": labels}

@@ -41,7 +41,8 @@ class ExitCode(enum.IntEnum):
     DONE = 0  # maxSteps reached
     CRASHED = 1  # the training code raised, or the loss became non-finite
     BAD_CONFIG = 2  # the setup or the arguments are wrong: retrying will not help
-    BUDGET_EXHAUSTED = 3  # maxDuration reached before maxSteps (a checkpoint was written)
+    BUDGET_EXHAUSTED = 3  # maxDuration reached before maxSteps (checkpointed; `proctor train`
+    # exits 0 for it, since a spent budget is a planned end, and reports it as its outcome)
     PREEMPTED = 4  # SIGTERM (eviction, drain): checkpointed, resumes on the next start
 
 

@@ -70,9 +70,9 @@ def test_a_disrupted_pod_does_not_count_toward_the_backoff_limit():
 
 
 def test_the_first_matching_rule_decides():
-    # exit code 3 with a DisruptionTarget: the FailJob rule comes first
+    # exit code 2 with a DisruptionTarget: the FailJob rule comes first
     disrupted = {"type": "DisruptionTarget", "status": "True"}
-    decision = reconcile_job(_job(), [_failed_pod("exp-train-a", 3, [disrupted])], NOW)
+    decision = reconcile_job(_job(), [_failed_pod("exp-train-a", 2, [disrupted])], NOW)
     assert _failed(decision.status)["reason"] == "PodFailurePolicy"
 
 

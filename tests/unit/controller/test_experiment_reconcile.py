@@ -382,3 +382,50 @@ def test_an_ended_experiment_stops_a_job_still_running():
     assert again.status["phase"] == "Failed"
     assert again.delete == [("batch/v1", "Job", "exp-train")]
     assert again.create == []
+
+
+def test_a_pyramid_of_the_same_name_that_is_not_its_own_blocks_instead_of_being_adopted():
+    obj = experiment("exp")
+    taken = "a ValidationPyramid named exp exists and does not belong to this Experiment"
+    plan = reconcile_experiment(obj, Observed(name_taken=taken), NOW, SETTINGS)
+    assert plan.create == [], "neither created again nor adopted"
+    assert plan.status["phase"] == "Pending"
+    blocked = _condition(plan.status, "Blocked")
+    assert (blocked["status"], blocked["reason"]) == ("True", "NameTaken")
+    freed = reconcile_experiment(_with_status(obj, plan.status), Observed(), NOW, SETTINGS)
+    assert _kinds(freed) == ["ValidationPyramid"]
+    assert _condition(freed.status, "Blocked")["status"] == "False"
+
+
+def test_an_unschedulable_training_pod_blocks_the_experiment_until_it_is_scheduled():
+    obj = _training(experiment("exp"))
+    stuck = training_pod(
+        "",
+        phase="Pending",
+        unschedulable="0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
+    )
+    plan = reconcile_experiment(obj, _seen(obj, job=training_job("active", stuck)), NOW, SETTINGS)
+    assert plan.status["phase"] == "Training"
+    blocked = _condition(plan.status, "Blocked")
+    assert (blocked["status"], blocked["reason"]) == ("True", "Unschedulable")
+    assert "Insufficient nvidia.com/gpu" in blocked["message"]
+    running = training_pod("", phase="Running")
+    later = reconcile_experiment(
+        _with_status(obj, plan.status),
+        _seen(obj, job=training_job("active", running)),
+        NOW,
+        SETTINGS,
+    )
+    assert _condition(later.status, "Blocked")["status"] == "False"
+
+
+def test_secrets_in_a_crashed_trainers_output_stay_out_of_status():
+    obj = _training(experiment("exp"))
+    crash = training_pod(
+        "Traceback ... AWS_SECRET_ACCESS_KEY=abc123secretvalue", phase="Failed", exit_code=1
+    )
+    job = training_job("failed", crash, failed_reason="BackoffLimitExceeded")
+    plan = reconcile_experiment(obj, _seen(obj, job=job), NOW, SETTINGS)
+    assert plan.status["phase"] == "Failed"
+    assert "abc123secretvalue" not in json.dumps(plan.status)
+    assert "abc123secretvalue" not in json.dumps([e.message for e in plan.events])

@@ -267,3 +267,27 @@ def test_the_events_follow_every_transition():
     reasons = [e.reason for e in done.events]
     assert reasons.count("LayerPassed") == 4
     assert reasons[-1] == "PyramidPassed"
+
+
+def test_an_image_that_cannot_be_pulled_ends_the_attempt_and_starts_the_next():
+    stuck = PodFacts(
+        name="digits-l0-1-a",
+        phase="Pending",
+        waiting_reason="ImagePullBackOff",
+        waiting_message='Back-off pulling image "registry.example/digits:1.0"',
+    )
+    obj = pyramid()
+    plan = reconcile_pyramid(obj, [layer_job(LayerName.L0, pod=stuck)], NOW, SETTINGS)
+    assert ("batch/v1", "Job", "digits-l0-1") in plan.delete
+    assert _created(plan) == ["digits-l0-2"]
+    entry = _layer(plan.status, LayerName.L0)
+    assert entry["attempts"] == 2
+    assert "ImagePullBackOff" in entry["message"]
+
+
+def test_an_invalid_image_name_fails_the_layer_without_retrying():
+    bad = PodFacts(name="digits-l0-1-a", phase="Pending", waiting_reason="InvalidImageName")
+    plan = reconcile_pyramid(pyramid(), [layer_job(LayerName.L0, pod=bad)], NOW, SETTINGS)
+    assert _created(plan) == []
+    assert plan.status["phase"] == "Failed"
+    assert "spec.code.image" in _layer(plan.status, LayerName.L0)["message"]

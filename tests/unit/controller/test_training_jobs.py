@@ -58,7 +58,8 @@ def test_the_trainer_environment_carries_budget_and_checkpoints_under_the_experi
     assert env["PROCTOR_NAMESPACE"] == "ml"
     assert env["PROCTOR_ENTRYPOINT"] == "digits_mlp:setup"
     assert json.loads(env["PROCTOR_CONFIG"]) == {"hidden": 256, "lr": 0.003}
-    assert "PROCTOR_NNODES" not in env
+    assert "NNODES" not in env
+    assert "MASTER_ADDR" not in env
 
 
 def test_unset_budget_and_checkpoint_values_are_left_out_not_empty():
@@ -123,7 +124,12 @@ def test_two_nodes_make_an_indexed_job_behind_the_headless_service():
     assert "--node-rank=$(JOB_COMPLETION_INDEX)" in command
     assert "--master-addr=exp-train-0.exp-train" in command
     assert "--master-port=29500" in command
-    assert _env(_trainer(job))["PROCTOR_NNODES"] == "2"
+    env = _env(_trainer(job))
+    assert env["NNODES"] == "2"
+    assert env["MASTER_ADDR"] == "exp-train-0.exp-train"
+    assert env["MASTER_PORT"] == "29500"
+    [rank] = [v for v in _trainer(job)["env"] if v["name"] == "NODE_RANK"]
+    assert "job-completion-index" in rank["valueFrom"]["fieldRef"]["fieldPath"]
 
 
 def test_the_service_of_an_experiment_named_with_a_digit_starts_with_a_letter():
@@ -159,7 +165,7 @@ def test_bad_config_and_spent_budget_fail_at_once_and_disruptions_do_not_count()
     rules = _job(experiment())["spec"]["podFailurePolicy"]["rules"]
     fail = [r for r in rules if r["action"] == "FailJob"]
     assert [r["onExitCodes"] for r in fail] == [
-        {"containerName": "trainer", "operator": "In", "values": [2, 3]}
+        {"containerName": "trainer", "operator": "In", "values": [2]}
     ]
     ignore = [r for r in rules if r["action"] == "Ignore"]
     assert [r["onPodConditions"] for r in ignore] == [[{"type": "DisruptionTarget"}]]

@@ -40,11 +40,16 @@ PATTERN_HINTS = {
 
 # Names become Job, pod and label names with a suffix ("-l0-1234a"): 63 characters at most.
 MAX_NAME_LENGTH = 50
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 NAME_TOO_LONG = (
-    f"metadata.name must be at most {MAX_NAME_LENGTH} characters: Proctor derives Job, pod and "
-    "label names from it, which Kubernetes limits to 63"
+    f"metadata.name must be at most {MAX_NAME_LENGTH} characters of lower-case letters, digits "
+    "and '-' (no dots): Proctor derives Job, pod, host and label names from it, which Kubernetes "
+    "limits to 63-character DNS labels"
 )
-NAME_LENGTH_RULE = f"!has(self.metadata.name) || size(self.metadata.name) <= {MAX_NAME_LENGTH}"
+NAME_LENGTH_RULE = (
+    f"!has(self.metadata.name) || (size(self.metadata.name) <= {MAX_NAME_LENGTH} "
+    f"&& self.metadata.name.matches('{DNS_LABEL_PATTERN}'))"
+)
 
 # Bounds on free text keep objects small (etcd) and CEL cost estimates finite.
 SHORT_TEXT = 253

@@ -82,6 +82,10 @@ class Reason(StrEnum):
     MULTIPLE_VARIABLES_CHANGED = "MultipleVariablesChanged"
     EARLIER_EXPERIMENT_NOT_CONCLUDED = "EarlierExperimentNotConcluded"
     DUPLICATE_OF_CONCLUDED = "DuplicateOfConcluded"
+    NAME_TAKEN = "NameTaken"
+    """A ValidationPyramid of the Experiment's name exists and is not its own."""
+    UNSCHEDULABLE = "Unschedulable"
+    """A training pod cannot be scheduled (GPUs, node selector, taints); the scheduler's words."""
     # Conclusion.
     AWAITING_CONCLUSION = "AwaitingConclusion"
     CONCLUSION_WRITTEN = "ConclusionWritten"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Self
 
 from pydantic import ConfigDict, Field, model_validator
 
 from proctor.api.v1alpha1._base import (
+    DNS_LABEL_PATTERN,
     FREE_FORM,
     MAX_NAME_LENGTH,
     NAME_TOO_LONG,
@@ -38,6 +40,7 @@ class TopLevelObject(ApiModel):
 
     @model_validator(mode="after")
     def _name_fits_derived_names(self) -> Self:
-        if self.metadata.name and len(self.metadata.name) > MAX_NAME_LENGTH:
+        name = self.metadata.name
+        if name and (len(name) > MAX_NAME_LENGTH or not re.fullmatch(DNS_LABEL_PATTERN, name)):
             raise ValueError(NAME_TOO_LONG)
         return self

@@ -1,0 +1,43 @@
+"""Credentials out of text that leaves a pod: log tails copied into status, Events and bundles.
+
+Pod output is the user's, and users print environments and URLs. Whatever Proctor copies out of a
+pod passes through `redact` first. It recognises the common shapes (cloud access keys, bearer
+tokens, `password=...`-style assignments, credentials inside URLs, private key blocks); it cannot
+know every secret, so Proctor copies as little pod output as it can, too.
+"""
+
+from __future__ import annotations
+
+import re
+
+REDACTED = "[REDACTED]"
+_PATTERNS = [
+    # PEM private key blocks
+    (
+        re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
+        REDACTED,
+    ),
+    # AWS access key ids (AKIA.../ASIA...)
+    (re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"), REDACTED),
+    # Authorization: Bearer <token> / Basic <token>
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), rf"\1 {REDACTED}"),
+    # user:password@ inside URLs
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]+):[^@\s/]+@"), rf"\1:{REDACTED}@"),
+    # NAME=value / "name": "value" where a word of the name says credential (HF_TOKEN, not
+    # tokens_per_second or tokenizer_path)
+    (
+        re.compile(
+            r"(?i)(?<![a-z0-9])((?:[a-z0-9]+[_.-])*"
+            r"(?:secret|password|passwd|token|api[_-]?key|access[_-]?key|private[_-]?key|"
+            r"credentials?)(?:[_.-][a-z0-9]+)*)(?![a-z0-9])(\"?\s*[:=]\s*\"?)([^\s\"',;]+)"
+        ),
+        rf"\1\2{REDACTED}",
+    ),
+]
+
+
+def redact(text: str) -> str:
+    """`text` with every recognised credential replaced by [REDACTED]."""
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
