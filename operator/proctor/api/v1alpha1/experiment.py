@@ -270,7 +270,8 @@ class RecoverySpec(ApiModel):
     on_anomaly: AnomalyAction = Field(
         default=AnomalyAction.NOTIFY,
         description="Notify writes the bundle and records the anomaly; StopTraining also has the "
-        "operator stop the training Job (the watchdog itself never intervenes).",
+        "operator stop the training Job on a Critical anomaly, such as a non-finite loss or a "
+        "fatal GPU error (the watchdog itself never intervenes).",
     )
 
 
