@@ -9,6 +9,9 @@ know every secret, so Proctor copies as little pod output as it can, too.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
+
+from proctor.api.v1alpha1.code import SECRET_LIKE_ENV_NAME
 
 REDACTED = "[REDACTED]"
 _PATTERNS = [
@@ -36,8 +39,21 @@ _PATTERNS = [
 ]
 
 
-def redact(text: str) -> str:
-    """`text` with every recognised credential replaced by [REDACTED]."""
+def redact(text: str, known: Iterable[str] = ()) -> str:
+    """`text` with every recognised credential replaced by [REDACTED], and every one of the
+    `known` secret values (say, this process's own credentials) wherever it appears."""
+    for value in sorted((v for v in known if len(v) >= 6), key=len, reverse=True):
+        text = text.replace(value, REDACTED)
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
+
+
+def secret_values(environment: Mapping[str, str]) -> list[str]:
+    """The values of variables whose names say they hold credentials (AWS_SECRET_ACCESS_KEY,
+    HF_TOKEN, ...): what a process must never write out, found in its own environment."""
+    return [
+        value
+        for name, value in environment.items()
+        if value and re.fullmatch(SECRET_LIKE_ENV_NAME, name)
+    ]

@@ -6,7 +6,7 @@ import argparse
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from proctor.cli import cluster, controller, crds, pyramid, train, validate
+from proctor.cli import cluster, controller, crds, pyramid, train, validate, watchdog
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     pyramid.add_parser(commands)
     train.add_parser(commands)
     validate.add_parser(commands)
+    watchdog.add_parser(commands)
     return parser
 
 

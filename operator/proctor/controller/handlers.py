@@ -26,10 +26,10 @@ from prometheus_client import start_http_server
 from proctor.api.anomaly_events import ANOMALY_LABEL, EXPERIMENT_LABEL
 from proctor.api.v1alpha1 import GROUP, VERSION
 from proctor.controller import names
-from proctor.controller.kube import KubeClient
 from proctor.controller.metrics import OperatorMetrics
 from proctor.controller.reconciler import Reconciler
 from proctor.controller.settings import ControllerSettings
+from proctor.kube import KubeClient
 
 logger = logging.getLogger(__name__)
 MANAGED = {names.MANAGED_BY: names.MANAGER}

@@ -21,7 +21,6 @@ from proctor.api.anomaly_events import ANOMALY_LABEL, EXPERIMENT_LABEL, anomaly_
 from proctor.api.v1alpha1 import API_VERSION, Experiment, ExperimentPhase, PyramidPhase, Reason
 from proctor.controller import names
 from proctor.controller.experiment_reconcile import Observed, reconcile_experiment
-from proctor.controller.kube import ForbiddenError, KubeClient, KubeError, RejectedError
 from proctor.controller.metrics import OperatorMetrics
 from proctor.controller.observed import JobFacts, job_facts
 from proctor.controller.plans import Event, Plan
@@ -30,6 +29,7 @@ from proctor.controller.pyramid_jobs import LAYER_CONTAINER
 from proctor.controller.pyramid_reconcile import layer_durations, reconcile_pyramid
 from proctor.controller.settings import ControllerSettings
 from proctor.controller.training_jobs import TRAINER_CONTAINER, trainer_metrics_url
+from proctor.kube import ForbiddenError, KubeClient, KubeError, RejectedError
 
 logger = logging.getLogger(__name__)
 PYRAMID_DONE = (PyramidPhase.PASSED.value, PyramidPhase.FAILED.value)
@@ -226,7 +226,7 @@ class Reconciler:
         if plan.status != (obj.get("status") or {}):
             self.kube.patch_status(obj, plan.status)
             for event in plan.events:
-                self.kube.post_event(obj, event)
+                self.kube.post_event(obj, event.reason, event.message, event.type)
         for api_version, kind, child_name in plan.delete:
             self.kube.delete(api_version, kind, obj["metadata"]["namespace"], child_name)
 

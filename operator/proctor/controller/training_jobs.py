@@ -24,6 +24,7 @@ METRICS_DIR = "/var/run/proctor"
 METRICS_FILE = f"{METRICS_DIR}/metrics.jsonl"
 TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 SPOOL_DIR = "/var/spool/proctor"
+REDACT_PREFIX = "PROCTOR_REDACT_"
 # The pod's index in an Indexed Job; read from its annotation, which (unlike the
 # JOB_COMPLETION_INDEX variable the Job controller appends) other variables can reference.
 COMPLETION_INDEX_FIELD = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
@@ -234,12 +235,27 @@ def _watchdog(
         "PROCTOR_SPOOL_DIR": SPOOL_DIR,
         "PROCTOR_WATCHDOG": json.dumps(spec.watchdog.to_wire(), sort_keys=True),
         "PROCTOR_BUDGET": json.dumps(spec.training.budget.to_wire(), sort_keys=True),
+        "PROCTOR_CHECKPOINT": json.dumps(spec.training.checkpoint.to_wire(), sort_keys=True)
+        if spec.training.checkpoint
+        else None,
         "PROCTOR_STOP_ON_ANOMALY": str(
             spec.recovery.on_anomaly == AnomalyAction.STOP_TRAINING
         ).lower(),
     }
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in values.items() if v]
     env.append({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
+    # The trainer's Secret-held values, handed to the watchdog by the kubelet (it may not read
+    # Secrets itself) so it can cut exactly those strings out of anything it writes.
+    secret_refs = [
+        var.value_from.secret_key_ref
+        for var in spec.code.env
+        if var.value_from is not None and var.value_from.secret_key_ref is not None
+    ]
+    for index, ref in enumerate(secret_refs):
+        optional = ref.model_copy(update={"optional": True})  # never blocks the pod
+        env.append(
+            {"name": f"{REDACT_PREFIX}{index}", "valueFrom": {"secretKeyRef": optional.to_wire()}}
+        )
     container: dict[str, Any] = {
         "name": WATCHDOG_CONTAINER,
         "image": settings.watchdog_image,
@@ -286,7 +302,7 @@ def watchdog_access(namespace: str) -> list[dict[str, Any]]:
                 {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list"]},
                 {
                     "apiGroups": ["proctor.dev"],
-                    "resources": ["experiments"],
+                    "resources": ["experiments", "validationpyramids"],
                     "verbs": ["get"],
                 },
                 {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},

@@ -190,6 +190,7 @@ def test_the_watchdog_role_can_only_read_and_post_events():
         ("", "pods/log", "get"),
         ("", "pods/log", "list"),
         ("proctor.dev", "experiments", "get"),
+        ("proctor.dev", "validationpyramids", "get"),
         ("", "events", "create"),
         ("", "events", "patch"),
     }
@@ -213,3 +214,22 @@ def test_the_trainer_metrics_port_comes_from_the_spec_for_trainer_watchdog_and_o
     assert trainer_metrics_url(Experiment.model_validate(obj), "10.0.0.7") == (
         "http://10.0.0.7:9200/metrics"
     )
+
+
+def test_the_watchdog_gets_the_trainers_secret_values_to_redact_never_the_spec():
+    code = {
+        "image": "img:1",
+        "entrypoint": "m:setup",
+        "env": [
+            {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}},
+            {"name": "DATA_DIR", "value": "/data"},
+        ],
+    }
+    [watchdog] = _pod(_job(experiment("exp", code=code)))["initContainers"]
+    redact = [v for v in watchdog["env"] if v["name"].startswith("PROCTOR_REDACT_")]
+    assert redact == [
+        {
+            "name": "PROCTOR_REDACT_0",
+            "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token", "optional": True}},
+        }
+    ]

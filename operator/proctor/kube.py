@@ -1,7 +1,8 @@
-"""A small Kubernetes client for the handlers: plain dicts in and out, errors by meaning.
+"""A small Kubernetes client: plain dicts in and out, errors by meaning. Shared by the operator
+(which writes) and the watchdog (which only reads and posts Events).
 
 Built on the official client's ApiClient (which handles kubeconfig, in-cluster config, TLS and
-auth plugins); the reconcilers never see it.
+auth plugins); the pure reconcilers and detectors never see it.
 """
 
 from __future__ import annotations
@@ -16,10 +17,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from proctor.controller.plans import Event
-
 logger = logging.getLogger(__name__)
-COMPONENT = "proctor-operator"
 PLURALS = {
     "Job": "jobs",
     "Pod": "pods",
@@ -52,17 +50,18 @@ class RejectedError(KubeError):
 
 
 class KubeClient:
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: client.ApiClient, component: str = "proctor-operator") -> None:
         self.api = api
+        self.component = component  # who reports the Events this client posts
 
     @classmethod
-    def from_environment(cls) -> KubeClient:
+    def from_environment(cls, component: str = "proctor-operator") -> KubeClient:
         """In-cluster credentials in a pod, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
         try:
             config.load_incluster_config()
         except config.ConfigException:
             config.load_kube_config()
-        return cls(client.ApiClient())
+        return cls(client.ApiClient(), component)
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -83,6 +82,12 @@ class KubeClient:
             item.setdefault("apiVersion", api_version)
             item.setdefault("kind", kind)
         return items
+
+    def log(self, namespace: str, pod: str, container: str, tail_lines: int = 200) -> str:
+        """The container's last lines (pods/log)."""
+        path = f"/api/v1/namespaces/{namespace}/pods/{pod}/log"
+        query = [("container", container), ("tailLines", str(tail_lines))]
+        return self._raw("GET", path, query=query).decode(errors="replace")
 
     def create(self, obj: dict[str, Any]) -> bool:
         """Create `obj`; False when one of its name exists already (fixed names make a second
@@ -109,7 +114,9 @@ class KubeClient:
         patch = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status}
         return self._call("PATCH", path, patch, content_type="application/merge-patch+json")
 
-    def post_event(self, obj: dict[str, Any], event: Event) -> None:
+    def post_event(
+        self, obj: dict[str, Any], reason: str, message: str, type: str = "Normal"
+    ) -> None:
         """An Event about `obj`, best effort: a lost Event must never stop a reconcile."""
         meta = obj["metadata"]
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -125,12 +132,12 @@ class KubeClient:
                 "uid": meta.get("uid", ""),
                 "resourceVersion": meta.get("resourceVersion", ""),
             },
-            "type": event.type,
-            "reason": event.reason,
-            "message": event.message[:1024],
-            "source": {"component": COMPONENT},
-            "reportingComponent": COMPONENT,
-            "reportingInstance": COMPONENT,
+            "type": type,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": self.component},
+            "reportingComponent": self.component,
+            "reportingInstance": self.component,
             "firstTimestamp": stamp,
             "lastTimestamp": stamp,
             "count": 1,
@@ -138,7 +145,7 @@ class KubeClient:
         try:
             self._call("POST", _path("v1", "Event", meta["namespace"]), body)
         except KubeError as exc:
-            logger.warning("could not post event %s on %s: %s", event.reason, meta["name"], exc)
+            logger.warning("could not post event %s on %s: %s", reason, meta["name"], exc)
 
     def _call(
         self,
@@ -148,12 +155,24 @@ class KubeClient:
         query: list[tuple[str, str]] | None = None,
         content_type: str = "application/json",
     ) -> dict[str, Any]:
+        data = self._raw(method, path, body, query, content_type)
+        result: dict[str, Any] = json.loads(data) if data else {}
+        return result
+
+    def _raw(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "application/json",
+    ) -> bytes:
         try:
             response = self.api.call_api(
                 path,
                 method,
                 query_params=query or [],
-                header_params={"Accept": "application/json", "Content-Type": content_type},
+                header_params={"Accept": "application/json, */*", "Content-Type": content_type},
                 body=body,
                 auth_settings=["BearerToken"],
                 _preload_content=False,
@@ -163,9 +182,8 @@ class KubeClient:
             raise _error(exc, method, path) from None
         except (HTTPError, OSError) as exc:
             raise KubeError(f"{method} {path}: {exc}") from None
-        data = response[0].data if isinstance(response, tuple) else response.data
-        result: dict[str, Any] = json.loads(data) if data else {}
-        return result
+        data: bytes = response[0].data if isinstance(response, tuple) else response.data
+        return data
 
 
 class _ConflictError(KubeError):

@@ -1,0 +1,20 @@
+"""When to check next: densely while a run warms up and near the end of its budget (where most
+failures happen: bad initialisation, a last checkpoint that does not land), sparsely between."""
+
+from __future__ import annotations
+
+from proctor.api.v1alpha1 import duration_seconds
+from proctor.api.v1alpha1.experiment import WatchdogSchedule
+
+
+def next_interval(
+    elapsed: float, budget_seconds: float | None, schedule: WatchdogSchedule
+) -> float:
+    """Seconds until the next check, `elapsed` seconds into a run with this time budget."""
+    dense = float(duration_seconds(schedule.dense_interval))
+    sparse = float(duration_seconds(schedule.sparse_interval))
+    if elapsed < duration_seconds(schedule.warmup):
+        return dense
+    if budget_seconds and elapsed >= budget_seconds * (1 - schedule.end_window_ratio):
+        return dense
+    return sparse
