@@ -2,55 +2,23 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import time
-import urllib.request
-
 import pytest
 
 from proctor.storage import FileStore, S3Store, open_store
-from tests.support.prometheus import free_port
-from tests.support.tools import tool
+from tests.support.s3 import MotoServer, s3_environment
 from tests.train.test_trainer import DIGITS, _train
 
 
 @pytest.fixture(scope="module")
 def s3_endpoint():
-    port = free_port()
-    server = subprocess.Popen(
-        [tool("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            break
-        except OSError:
-            assert time.monotonic() < deadline, "moto_server did not start"
-            time.sleep(0.2)
-    env = {
-        "AWS_ENDPOINT_URL": url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    import boto3
+    server = MotoServer()
+    server.start()
+    with s3_environment(server) as env:
+        import boto3
 
-    boto3.client("s3").create_bucket(Bucket="checkpoints")
-    yield env
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    server.terminate()
-    server.wait(timeout=30)
+        boto3.client("s3").create_bucket(Bucket="checkpoints")
+        yield env
+    server.stop()
 
 
 def test_stores_share_one_behaviour(tmp_path, s3_endpoint):

@@ -93,6 +93,7 @@ class Watchdog:
         *,
         clock: Callable[[], float] = time.time,
         store_opener: Callable[[str], Any] = open_store,
+        upload_retry_seconds: float = 5.0,
     ) -> None:
         self.config = config
         self.kube = kube  # a proctor.kube.KubeClient, or None outside a cluster
@@ -100,7 +101,7 @@ class Watchdog:
         self.started = clock()
         self.window = Window()
         self.tail = JsonLinesTail(config.metrics_file) if config.metrics_file else None
-        self.spool = Spool(config.spool_dir, store_opener)
+        self.spool = Spool(config.spool_dir, store_opener, base_delay=upload_retry_seconds)
         self.reported = set(self.spool.reported())
         self.notes: dict[str, str] = {}  # degraded sources, by source
         # Its own credentials, and the trainer's Secret-held values the operator passed along.
