@@ -134,3 +134,47 @@ def test_a_nan_and_a_fatal_xid_become_bundles_that_survive_a_storage_outage(tmp_
         s3.stop()
         dcgm_server.shutdown()
     assert PLANTED in (tmp_path / "trainer.log").read_text(), "the secret was planted in the log"
+
+
+def test_a_planted_stall_is_found_while_the_trainer_process_lives(tmp_path, monkeypatch):
+    from proctor.watchdog import detectors
+
+    # The documented floor is 5 minutes of no progress; a test cannot wait that long.
+    monkeypatch.setattr(detectors, "STALL_MIN_SECONDS", 3.0)
+    port = free_port()
+    metrics_file = tmp_path / "metrics.jsonl"
+    trainer = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "proctor.cli.main", "train"),
+            *("--entrypoint", "stalls:setup", "--path", str(CODE), "--max-steps", "100000"),
+            *("--metrics-port", str(port), "--metrics-file", str(metrics_file)),
+            *("--experiment", "exp", "--namespace", NAMESPACE, "--log-every", "10"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        config = WatchdogConfig(
+            experiment="exp",
+            namespace=NAMESPACE,
+            pod=None,
+            metrics_url=f"http://127.0.0.1:{port}/metrics",
+            metrics_file=metrics_file,
+            bundle_uri=f"file://{tmp_path}/bundles/{NAMESPACE}/exp",
+            checkpoint_uri=None,
+            spool_dir=tmp_path / "spool",
+        )
+        watchdog = Watchdog(config, kube=None)
+        stalls = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not stalls:
+            stalls = [f for f in watchdog.check() if f.kind.value == "Stall"]
+            time.sleep(0.5)
+        assert stalls, "the stall was never found"
+        assert trainer.poll() is None, "found while the process is alive: a stall, not an exit"
+        assert stalls[0].step is not None
+        assert 190 <= stalls[0].step <= 200
+        assert list((tmp_path / "bundles").rglob("bundle.json"))
+    finally:
+        trainer.kill()
+        trainer.wait(timeout=30)
