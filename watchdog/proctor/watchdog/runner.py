@@ -20,8 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from proctor.watchdog.detectors import detect_all
-
 from proctor.api.anomaly_events import anomaly_event
 from proctor.api.bundle import ContainerState, PodState
 from proctor.api.redaction import redact, secret_values
@@ -30,6 +28,7 @@ from proctor.api.v1alpha1.experiment import Budget, CheckpointSpec, WatchdogSpec
 from proctor.storage import open_store
 from proctor.watchdog import dcgm
 from proctor.watchdog.bundles import build_bundle, bundle_directory, bundle_files
+from proctor.watchdog.detectors import detect_all
 from proctor.watchdog.observations import Context, Finding, Window
 from proctor.watchdog.schedule import next_interval
 from proctor.watchdog.spool import Spool
