@@ -96,6 +96,9 @@ def digits_experiment(name: str, tmp: Path, **changes: Any) -> dict[str, Any]:
     spec = manifest["spec"]
     spec["code"]["env"] = [{"name": "PYTHONPATH", "value": str(DIGITS_DIR)}]
     spec["training"]["budget"] = {"maxSteps": 150, "maxDuration": "5m"}
+    # L0's timing checks assume an idle machine; these tests are about the operator, and a
+    # loaded 2-core CI machine must not fail them on data wait.
+    spec["validation"]["layers"]["l0"]["maxDataWaitRatio"] = 0.6
     spec["training"]["checkpoint"] = {
         "uri": f"file://{tmp}/checkpoints",
         "everySteps": 50,
