@@ -209,3 +209,28 @@ def test_a_bundle_survives_a_storage_outage_and_a_restart(tmp_path: Path):
 def test_reported_incidents_survive_a_restart(tmp_path: Path):
     Spool(tmp_path, FileStore).remember("Stall@400")
     assert Spool(tmp_path, FileStore).reported() == ["Stall@400"]
+
+
+def test_the_checkpoint_inventory_lists_only_complete_checkpoints_in_the_store(tmp_path: Path):
+    from proctor.watchdog.runner import Watchdog, WatchdogConfig
+
+    store = tmp_path / "ckpt"
+    for step, complete in ((100, True), (200, True), (300, False)):  # 300: a crash mid-write
+        (store / f"step-{step:09d}").mkdir(parents=True)
+        (store / f"step-{step:09d}" / "checkpoint.pt").write_bytes(b"x")
+        if complete:
+            (store / f"step-{step:09d}" / "COMPLETE").write_text("{}")
+    config = WatchdogConfig(
+        experiment="exp",
+        namespace="ml",
+        pod=None,
+        metrics_url="http://127.0.0.1:9/metrics",
+        metrics_file=None,
+        bundle_uri=None,
+        checkpoint_uri=f"file://{store}",
+        spool_dir=tmp_path / "spool",
+    )
+    assert Watchdog(config, kube=None)._checkpoints() == [
+        (100, f"file://{store}/step-000000100/"),
+        (200, f"file://{store}/step-000000200/"),
+    ]

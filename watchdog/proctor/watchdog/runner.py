@@ -22,6 +22,7 @@ from typing import Any
 
 from proctor.api.anomaly_events import anomaly_event
 from proctor.api.bundle import ContainerState, PodState
+from proctor.api.layout import checkpoint_directory
 from proctor.api.redaction import redact, secret_values
 from proctor.api.v1alpha1 import Anomaly, duration_seconds
 from proctor.api.v1alpha1.experiment import Budget, CheckpointSpec, WatchdogSpec
@@ -100,6 +101,7 @@ class Watchdog:
         self.started = clock()
         self.window = Window()
         self.tail = JsonLinesTail(config.metrics_file) if config.metrics_file else None
+        self._open_store = store_opener
         self.spool = Spool(config.spool_dir, store_opener, base_delay=upload_retry_seconds)
         self.reported = set(self.spool.reported())
         self.notes: dict[str, str] = {}  # degraded sources, by source
@@ -229,7 +231,7 @@ class Watchdog:
                 trainer=self.window.trainer,
                 gpus=self.window.gpus,
                 latest_gpus=self.window.latest_gpus(),
-                checkpoints=self.tail.checkpoints if self.tail else [],
+                checkpoints=self._checkpoints(),
                 pod=pod,
                 log_tail=self._log_tail(),
                 notes=list(self.notes.values()),
@@ -264,6 +266,24 @@ class Watchdog:
                 self.kube.create(anomaly_event(experiment, anomaly, name))
             except Exception as exc:
                 logger.warning("could not post the anomaly Event: %s", exc)
+
+    def _checkpoints(self) -> list[tuple[int, str]]:
+        """Complete checkpoints in the store (those with their COMPLETE marker), as the trainer
+        would resume from them; what the trainer's log said when the store cannot be listed."""
+        logged = self.tail.checkpoints if self.tail else []
+        if not self.config.checkpoint_uri:
+            return logged
+        try:
+            store = self._open_store(self.config.checkpoint_uri)
+            keys = store.list("step-")
+        except Exception as exc:
+            self._degraded("checkpoints", f"checkpoint store not listable ({exc})")
+            return logged
+        base = self.config.checkpoint_uri.rstrip("/")
+        complete = sorted(
+            {int(k.split("/")[0].removeprefix("step-")) for k in keys if k.endswith("/COMPLETE")}
+        )
+        return [(step, f"{base}/{checkpoint_directory(step)}/") for step in complete]
 
     def _experiment_obj(self) -> dict[str, Any] | None:
         if self._experiment is None:
