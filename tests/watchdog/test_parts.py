@@ -60,10 +60,30 @@ def test_the_json_lines_tail_reads_only_whole_new_lines(tmp_path: Path):
     points = tail.read()
     assert (points[0].step, points[0].loss) == (10, 2.0)
     assert math.isnan(points[1].loss)
-    assert tail.checkpoints == [(10, "u")]
+    assert list(tail.checkpoints) == [(10, "u")]
     with path.open("a") as handle:
         handle.write('ep":30,"loss":1.5}\n')
     assert [(p.step, p.loss) for p in tail.read()] == [(30, 1.5)]
+
+
+def test_a_malformed_record_is_skipped_and_the_lines_after_it_still_read(tmp_path: Path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(
+        '{"time":1,"step":10,"loss":null}\n[1,2]\n{"step":11}\n{"time":3,"step":12,"loss":"nan"}\n'
+    )
+    [point] = JsonLinesTail(path).read()
+    assert point.step == 12
+    assert math.isnan(point.loss)
+
+
+def test_a_restarted_watchdog_reads_only_the_recent_end_of_a_long_file(tmp_path: Path):
+    path = tmp_path / "metrics.jsonl"
+    line = '{"time":1,"step":%d,"loss":1.0}\n'
+    path.write_text("".join(line % i for i in range(200_000)))  # ~6 MB of history
+    points = JsonLinesTail(path).read()
+    assert points
+    assert points[-1].step <= 199_999
+    assert points[0].step > 0, "the start of a days-long file is not read again"
 
 
 def test_the_rank_zero_file_is_read_under_torchrun(tmp_path: Path):
@@ -76,11 +96,10 @@ def test_checks_are_dense_at_the_start_and_the_end_sparse_between():
     schedule = WatchdogSchedule(
         dense_interval="15s", sparse_interval="2m", warmup="10m", end_window_ratio=0.1
     )
-    budget = 10 * 3600.0
-    assert next_interval(60, budget, schedule) == 15
-    assert next_interval(3600, budget, schedule) == 120
-    assert next_interval(budget * 0.95, budget, schedule) == 15
-    assert next_interval(3600, None, schedule) == 120, "no time budget: no end window"
+    assert next_interval(60, 0.01, schedule) == 15, "warm-up"
+    assert next_interval(3600, 0.1, schedule) == 120
+    assert next_interval(3600 * 9.5, 0.95, schedule) == 15, "the last 10% of the budget"
+    assert next_interval(3600, None, schedule) == 120, "no bound: no end window"
 
 
 def _finding() -> Finding:
@@ -173,7 +192,15 @@ def test_nothing_secret_reaches_a_bundle(tmp_path: Path):
 
 
 def test_the_bundle_directory_is_sortable_by_time_and_names_the_kind():
-    assert bundle_directory(_finding(), NOW) == "20261122T050000Z-NonFiniteLoss"
+    name = bundle_directory(_finding(), NOW)
+    assert name.startswith("20261122T050000Z-NonFiniteLoss-")
+    other = Finding(
+        kind=AnomalyKind.NON_FINITE_LOSS,
+        severity=Severity.CRITICAL,
+        message="another incident in the same check",
+        key="NonFiniteLoss@500",
+    )
+    assert bundle_directory(other, NOW) != name, "two incidents never share a directory"
 
 
 class _FlakyStore:

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from proctor.api.layout import experiment_prefix
-from proctor.api.v1alpha1 import AnomalyAction, Experiment, duration_seconds
+from proctor.api.v1alpha1 import Experiment, duration_seconds
 from proctor.controller import names, podspec
 from proctor.controller.settings import ControllerSettings
 
@@ -74,6 +74,9 @@ def training_job(
         volumes.append({"name": "watchdog-spool", "emptyDir": {"sizeLimit": "1Gi"}})
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
+        # Time for the trainer to checkpoint on SIGTERM and for the watchdog to upload what its
+        # spool still holds (the spool is an emptyDir: it goes with the pod).
+        "terminationGracePeriodSeconds": 120,
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": podspec.POD_SECURITY,
@@ -238,9 +241,6 @@ def _watchdog(
         "PROCTOR_CHECKPOINT": json.dumps(spec.training.checkpoint.to_wire(), sort_keys=True)
         if spec.training.checkpoint
         else None,
-        "PROCTOR_STOP_ON_ANOMALY": str(
-            spec.recovery.on_anomaly == AnomalyAction.STOP_TRAINING
-        ).lower(),
     }
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in values.items() if v]
     env.append({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
@@ -299,13 +299,13 @@ def watchdog_access(namespace: str) -> list[dict[str, Any]]:
             "kind": "Role",
             "metadata": meta,
             "rules": [
-                {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list"]},
+                {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get"]},
                 {
                     "apiGroups": ["proctor.dev"],
                     "resources": ["experiments", "validationpyramids"],
                     "verbs": ["get"],
                 },
-                {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+                {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
             ],
         },
         {

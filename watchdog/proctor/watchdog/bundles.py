@@ -7,6 +7,7 @@ watchdog never reads a Secret.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from collections.abc import Iterable
@@ -34,8 +35,10 @@ WINDOW_SECONDS = 3600.0
 
 
 def bundle_directory(finding: Finding, now: datetime) -> str:
-    """`20261122T051200Z-NonFiniteLoss`: sortable by time, the kind in the name."""
-    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{finding.kind.value}"
+    """`20261122T051200Z-NonFiniteLoss-3f9a1c`: sortable by time, the kind in the name, and a
+    digest of the incident key, so two incidents found in one check never share a directory."""
+    digest = hashlib.sha256(finding.key.encode()).hexdigest()[:6]
+    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{finding.kind.value}-{digest}"
 
 
 def build_bundle(
@@ -171,20 +174,32 @@ def recovery_prompt(bundle: Bundle) -> str:
         _NEXT_STEPS[bundle.recovery_stage],
         "",
         "## Commands",
-        f"- the full bundle: `proctor bundle show {bundle.uri}` (or read bundle.json beside this "
-        "file)",
+        f"- the full record: bundle.json beside this file ({bundle.uri}bundle.json), and the plot "
+        "metrics.png",
         f"- the experiment: `kubectl -n {exp.namespace} get experiment {exp.name} -o yaml`",
     ]
     if bundle.checkpoints:
         step, where = bundle.checkpoints[-1].step, bundle.checkpoints[-1].uri
         lines.append(f"- the newest complete checkpoint (step {step}): {where}")
         if where.startswith("s3://"):
-            lines.append(f"  fetch it: `aws s3 cp --recursive {where} ./checkpoint/`")
+            lines.append(
+                f"  fetch it: `aws s3 cp --recursive {where} ./checkpoint/` (add "
+                "`--endpoint-url $AWS_ENDPOINT_URL` for an S3-compatible store)"
+            )
+        else:
+            lines.append(
+                f"  it is a directory: `cp -r {where.removeprefix('file://')} ./checkpoint/`"
+            )
     else:
         lines.append("- no complete checkpoint was written before the finding")
-    lines.append(
-        "- rerun the pyramid on the code: `proctor pyramid run --manifest experiment.yaml`"
-    )
+    lines += [
+        "- save the experiment to edit: `kubectl -n "
+        f"{exp.namespace} get experiment {exp.name} -o yaml > experiment.yaml`",
+        "- rerun the pyramid on the changed code: `proctor pyramid run --manifest experiment.yaml`",
+        "- submit the next experiment under a new name, citing this one in "
+        "spec.hypothesis.inspiredBy: `kubectl apply -f experiment.yaml` (a resubmitted run "
+        "resumes from the newest checkpoint under its own name's prefix only)",
+    ]
     if bundle.notes:
         lines += ["", "## What the watchdog could not see", *[f"- {n}" for n in bundle.notes]]
     if bundle.log_tail:

@@ -106,10 +106,13 @@ class Watchdog:
         self.reported = set(self.spool.reported())
         self.notes: dict[str, str] = {}  # degraded sources, by source
         # Its own credentials, and the trainer's Secret-held values the operator passed along.
-        self._secrets = secret_values(os.environ) + [
+        known = secret_values(os.environ) + [
             value for name, value in os.environ.items() if name.startswith("PROCTOR_REDACT_")
         ]
+        # As written into JSON too (quotes, backslashes and non-ASCII are escaped there).
+        self._secrets = known + [json.dumps(value)[1:-1] for value in known]
         self._experiment: dict[str, Any] | None = None
+        self._pending_events: list[dict[str, Any]] = []
         self.trainer_exited = False
         self.trainer_exit_code: int | None = None
 
@@ -139,11 +142,13 @@ class Watchdog:
             trainer_exit_code=self.trainer_exit_code,
         )
         new = []
-        for finding in detect_all(self.window, config.spec.thresholds, context):
+        thresholds = config.spec.thresholds
+        for finding in detect_all(self.window, thresholds, context, thresholds.detect_plateau):
             if finding.key in self.reported:
                 continue
             self._report(finding, now, pod)
             new.append(finding)
+        self._post_pending_events()
         self.spool.flush()
         return new
 
@@ -204,6 +209,7 @@ class Watchdog:
 
     def _degraded(self, source: str, note: str) -> None:
         """Say once, in an Event, that a source is missing: silence must not read as health."""
+        note = redact(note, self._secrets)
         if self.notes.get(source) == note:
             return
         first = source not in self.notes
@@ -248,7 +254,7 @@ class Watchdog:
         logger.warning(
             "%s: %s%s",
             finding.kind.value,
-            finding.message,
+            redact(finding.message, self._secrets),
             f" ({bundle_uri})" if bundle_uri else "",
         )
         if self.kube is not None and "uid" in experiment.get("metadata", {}):
@@ -257,20 +263,33 @@ class Watchdog:
                 severity=finding.severity,
                 time=moment,
                 step=finding.step,
-                message=redact(finding.message, self._secrets)[:4096],
+                message=redact(
+                    finding.message + (f" (bundle {bundle_uri})" if bundle_uri else ""),
+                    self._secrets,
+                )[:4096],
                 bundle_uri=bundle_uri,
             )
             digest = hashlib.sha256(finding.key.encode()).hexdigest()[:12]
             name = f"{self.config.experiment}.{finding.kind.value.lower()}.{digest}"
+            # Kept until posted: the Event is how the operator learns of the incident (and stops
+            # the run when asked); its fixed name makes a repeated post harmless.
+            self._pending_events.append(anomaly_event(experiment, anomaly, name))
+
+    def _post_pending_events(self) -> None:
+        if self.kube is None:
+            return
+        while self._pending_events:
             try:
-                self.kube.create(anomaly_event(experiment, anomaly, name))
+                self.kube.create(self._pending_events[0])
             except Exception as exc:
-                logger.warning("could not post the anomaly Event: %s", exc)
+                logger.warning("could not post the anomaly Event (will retry): %s", exc)
+                return
+            self._pending_events.pop(0)
 
     def _checkpoints(self) -> list[tuple[int, str]]:
         """Complete checkpoints in the store (those with their COMPLETE marker), as the trainer
         would resume from them; what the trainer's log said when the store cannot be listed."""
-        logged = self.tail.checkpoints if self.tail else []
+        logged = list(self.tail.checkpoints) if self.tail else []
         if not self.config.checkpoint_uri:
             return logged
         try:
@@ -281,7 +300,11 @@ class Watchdog:
             return logged
         base = self.config.checkpoint_uri.rstrip("/")
         complete = sorted(
-            {int(k.split("/")[0].removeprefix("step-")) for k in keys if k.endswith("/COMPLETE")}
+            {
+                int(k.split("/")[0].removeprefix("step-"))
+                for k in keys
+                if k.endswith("/COMPLETE") and k.split("/")[0].removeprefix("step-").isdigit()
+            }
         )
         return [(step, f"{base}/{checkpoint_directory(step)}/") for step in complete]
 
@@ -309,7 +332,7 @@ class Watchdog:
                 return text.splitlines()[-200:]
             except Exception as exc:
                 self._degraded("logs", f"trainer logs unavailable ({exc})")
-        return self.tail.lines[-50:] if self.tail else []
+        return list(self.tail.lines)[-50:] if self.tail else []
 
     # ---- the loop ----------------------------------------------------------------------------
 
@@ -321,17 +344,41 @@ class Watchdog:
             if self.config.budget and self.config.budget.max_duration
             else None
         )
+        max_steps = self.config.budget.max_steps if self.config.budget else None
         while not stop.is_set():
             try:
                 self.check()
             except Exception:  # a bad read must not end the watch over a days-long run
                 logger.exception("check failed; trying again at the next one")
-            interval = next_interval(self.clock() - self.started, budget, self.config.spec.schedule)
+            elapsed = self.clock() - self.started
+            done = [elapsed / budget] if budget else []
+            step = next((s.step for s in reversed(self.window.trainer) if s.step), None)
+            if max_steps and step:
+                done.append(step / max_steps)
+            interval = next_interval(
+                elapsed, max(done) if done else None, self.config.spec.schedule
+            )
             stop.wait(interval)
         try:
             self.check()
         finally:
-            self.spool.flush()
+            self.drain()
+
+    def drain(self, grace_seconds: float = 20.0) -> None:
+        """On the way out (the pod is ending, and its spool with it): post pending Events and
+        upload what waits, retrying within the pod's termination grace period, backoff or not."""
+        deadline = time.monotonic() + grace_seconds
+        while time.monotonic() < deadline:
+            self._post_pending_events()
+            self.spool.flush(force=True)
+            if not self.spool.waiting() and not self._pending_events:
+                return
+            time.sleep(1.0)
+        logger.error(
+            "leaving with %d bundles not uploaded (storage unreachable): %s",
+            len(self.spool.waiting()),
+            ", ".join(self.spool.waiting()),
+        )
 
 
 def run_until_signalled(watchdog: Watchdog) -> int:

@@ -37,6 +37,8 @@ class Spool:
         self.directory = directory
         self.pending = directory / "pending"
         self.pending.mkdir(parents=True, exist_ok=True)
+        for partial in self.pending.glob(".*.partial"):  # a crash mid-write: never whole
+            shutil.rmtree(partial, ignore_errors=True)
         self._open_store = open_store
         self._base_delay, self._max_delay = base_delay, max_delay
         self._clock = clock
@@ -76,12 +78,12 @@ class Spool:
         """Bundles not uploaded yet (their directory names)."""
         return sorted(p.name for p in self.pending.iterdir() if not p.name.startswith("."))
 
-    def flush(self) -> list[str]:
-        """Upload every bundle whose retry is due; the URIs uploaded now."""
+    def flush(self, force: bool = False) -> list[str]:
+        """Upload every bundle whose retry is due (every one, with `force`); the URIs uploaded."""
         uploaded = []
         now = self._clock()
         for name in self.waiting():
-            if self._next_try.get(name, 0.0) > now:
+            if self._next_try.get(name, 0.0) > now and not force:
                 continue
             bundle = self.pending / name
             try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import urllib.request
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,48 +69,76 @@ def read_trainer(url: str, experiment: str, namespace: str, now: float) -> Train
         return TrainerSample(time=now, reachable=False)
 
 
+MAX_CATCH_UP = 4 * 1024 * 1024
+"""Bytes read at most on the first read: a restarted watchdog reads the recent history of a
+days-long run, not all of it."""
+MAX_READ = 1024 * 1024
+
+
 @dataclass
 class JsonLinesTail:
     """Reads what the trainer appended to its JSON-lines metrics file since the last call.
-    Under torchrun each rank writes `<stem>.rank<N>.jsonl`: rank 0's is read."""
+    Under torchrun each rank writes `<stem>.rank<N>.jsonl`: the lowest rank's is read."""
 
     path: Path
-    _offset: int = 0
-    checkpoints: list[tuple[int, str]] = field(default_factory=list)  # (step, uri)
-    lines: list[str] = field(default_factory=list)  # the newest raw lines, for bundles
+    _offset: int | None = None
+    checkpoints: deque[tuple[int, str]] = field(default_factory=lambda: deque(maxlen=100))
+    lines: deque[str] = field(default_factory=lambda: deque(maxlen=200))  # raw, for bundles
 
     def _file(self) -> Path | None:
-        rank0 = self.path.with_name(f"{self.path.stem}.rank0{self.path.suffix}")
-        for candidate in (self.path, rank0):
-            if candidate.is_file():
-                return candidate
-        return None
+        if self.path.is_file():
+            return self.path
+        ranked = []
+        for candidate in self.path.parent.glob(f"{self.path.stem}.rank*{self.path.suffix}"):
+            rank = candidate.stem.rsplit(".rank", 1)[-1]
+            if rank.isdigit():
+                ranked.append((int(rank), candidate))
+        return min(ranked)[1] if ranked else None
 
     def read(self) -> list[LossPoint]:
         path = self._file()
         if path is None:
             return []
+        size = path.stat().st_size
+        skip_fragment = False
+        if self._offset is None or self._offset > size:  # first read, or the file was replaced
+            self._offset = max(0, size - MAX_CATCH_UP)
+            skip_fragment = self._offset > 0
         with path.open("rb") as handle:
             handle.seek(self._offset)
-            chunk = handle.read()
+            chunk = handle.read(MAX_READ)
+        if skip_fragment:  # started mid-line: drop the fragment
+            cut = chunk.find(b"\n") + 1
+            self._offset += cut
+            chunk = chunk[cut:]
         complete = chunk[: chunk.rfind(b"\n") + 1]  # a half-written last line waits
         self._offset += len(complete)
         points = []
         for raw in complete.decode(errors="replace").splitlines():
-            self.lines = [*self.lines[-199:], raw]
-            try:
-                record = json.loads(raw)
-            except ValueError:
-                continue
+            self.lines.append(raw)
+            point = self._parse(raw)
+            if point is not None:
+                points.append(point)
+        return points
+
+    def _parse(self, raw: str) -> LossPoint | None:
+        """One record; anything malformed is skipped, never allowed to stop the reading."""
+        try:
+            record = json.loads(raw)
+            if not isinstance(record, dict):
+                return None
             if record.get("event") == "checkpoint":
                 self.checkpoints.append((int(record["step"]), str(record.get("uri", ""))))
-            elif "loss" in record and "step" in record:
-                points.append(
-                    LossPoint(float(record["time"]), int(record["step"]), _num(record["loss"]))
-                )
-        return points
+                return None
+            if "loss" in record and "step" in record:
+                return LossPoint(float(record["time"]), int(record["step"]), _num(record["loss"]))
+        except (ValueError, TypeError, KeyError):
+            return None
+        return None
 
 
 def _num(value: object) -> float:
     """A loss as the trainer wrote it: a number, or "nan"/"inf" (strict JSON has no NaN)."""
-    return float(value)  # type: ignore[arg-type]
+    if isinstance(value, (int, float, str)):
+        return float(value)
+    raise TypeError(f"not a loss: {value!r}")

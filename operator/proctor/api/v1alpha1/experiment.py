@@ -193,6 +193,11 @@ class WatchdogThresholds(ApiModel):
     max_memory_ratio: float = Field(
         default=0.95, gt=0, le=1, description="GPU framebuffer use above this share is reported."
     )
+    detect_plateau: bool = Field(
+        default=False,
+        description="Also report a plateau (no meaningful improvement of the loss over a long "
+        "span). Off by default: many schedules plateau on purpose before a decay.",
+    )
     max_checkpoint_age: Duration | None = Field(
         default=None,
         description="A last checkpoint older than this is reported; unset means twice the "
