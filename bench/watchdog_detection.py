@@ -343,8 +343,8 @@ def main() -> None:
             f"  findings: {sum(kinds.values())}, distinct keys (reports): {len(keys)}, "
             f"runs with any: {runs_with}/{args.seeds}"
         )
-        for kind, count in kinds.most_common():
-            print(f"    {kind}: {count}")
+        for name, count in kinds.most_common():
+            print(f"    {name}: {count}")
         for key in sorted(keys)[:20]:
             print(f"    key {key}")
     healthy, sick = _cost(args.interval, args.cost_calls)

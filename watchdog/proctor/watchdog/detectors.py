@@ -61,7 +61,7 @@ NON_FINITE_RECOVER = 3  # finite points that end a non-finite incident
 # Loss spike
 SPIKE_WINDOW = 100  # trailing points for the median and MAD (50 let a MAD 25% low cry wolf)
 SPIKE_MIN_POINTS = 20  # no judgement on fewer trailing points
-SPIKE_SUSTAIN = 3  # consecutive points above the threshold: one batch's loss is noise
+SPIKE_SUSTAIN = 4  # consecutive points above the threshold: one batch's loss is noise
 SPIKE_RECOVER = 2
 SPIKE_LOOKBACK = 100  # points judged before the recent ones, beyond their baselines
 SPIKE_MIN_RELATIVE = 0.1  # and at least 10% above the median, for very smooth curves
@@ -423,14 +423,15 @@ def detect_loss_spike(
     window: Window, thresholds: WatchdogThresholds, context: Context
 ) -> list[Finding]:
     """Loss spike: Warning. A logged loss above median + loss_spike_factor (default 4) x 1.4826 x
-    MAD of the 100 points before it (at least 20), and at least 10% above that median, for 3
+    MAD of the 100 points before it (at least 20), and at least 10% above that median, for 4
     points in a row.
 
     Median and MAD, not mean and standard deviation, so earlier spikes do not hide later ones.
     1.4826 x MAD is the standard deviation of normal noise, so the default is a 4-sigma jump.
     The loss a trainer logs is one batch's: single-point outliers are common and harmless, and a
-    real spike (an optimizer instability, a bad data shard) lasts several windows, hence 3 points
-    (with 2, two heavy-tailed outliers side by side cried wolf on simulated healthy runs).
+    real spike (an optimizer instability, a bad data shard) lasts tens of steps or more, hence 4
+    points (with 2 and 3, heavy-tailed outliers side by side cried wolf on simulated healthy
+    runs: about once per 6 and per 200 days of training).
     The 10% floor keeps a very smooth curve (tiny MAD) from firing on noise. Looks at the points
     logged since the last few checks. Key: the first step of the spike.
     """
@@ -758,10 +759,11 @@ def detect_stall(window: Window, thresholds: WatchdogThresholds, context: Contex
             severity=Severity.CRITICAL,
             message=(
                 f"Training is stalled at step {current_step}: no new step for {frozen:.0f} s, "
-                f"against a limit of {deadline:.0f} s (step time {step_time:.3g} s x "
-                f"(stall_factor {thresholds.stall_factor:g} + {gauge_steps:g} steps per read of "
-                f"the step), at least {STALL_MIN_SECONDS:.0f} s"
-                f"{', plus an allowance for the checkpoint due' if due else ''}). The GPUs are "
+                f"against a limit of {deadline:.0f} s (the largest of {STALL_MIN_SECONDS:.0f} s; "
+                f"(stall_factor {thresholds.stall_factor:g} + {gauge_steps:g} steps between reads "
+                f"of the step) x the step time {step_time:.3g} s + 2 scrape intervals of "
+                f"{interval:.0f} s; 1.5 x the run's usual pause of {usual_pause:.0f} s"
+                f"{'; plus an allowance for the checkpoint due' if due else ''}). The GPUs are "
                 "reserved and idle or spinning: look for a hung collective (one rank failed or "
                 "is slower), a dead data loader or a blocked filesystem in the log and the GPU "
                 "snapshot; restart from the last checkpoint once the cause is known."
@@ -835,8 +837,7 @@ def _drop_finding(
         severity=Severity.WARNING,
         message=(
             f"{what} fell to {_fmt(first.value)} at step {first.step} and is {_fmt(last.value)} "
-            f"at step {last.step}, {against} (threshold {_fmt(threshold)}), over {below} logging "
-            f"windows. {advice}"
+            f"at step {last.step}, {against}, over {below} logging windows. {advice}"
         ),
         key=_key(kind, f"step-{first.step}", at_window_start),
         evidence={
@@ -942,7 +943,8 @@ def detect_throughput_drop(
             points,
             inc,
             inc.start == 0 and len(window.trainer) >= window.max_points,
-            f"against {_fmt(base)}/s over the {count} windows before",
+            f"against {_fmt(base)}/s over the {count} windows before (threshold "
+            f"{_fmt(ratio * base)}/s)",
             base,
             ratio * base,
             "Look for a straggling GPU or node (thermal throttling, a degraded link), a data "
@@ -1250,11 +1252,15 @@ def detect_checkpoint_stale(
     since = latest.last_checkpoint_time
     if since is None:
         age = latest.time - first_step_time
-        anchor, what = "none", "No checkpoint has been written"
+        anchor = "none"
+        what = f"No checkpoint has been written {age:.0f} s after the first training step"
     else:
         age = latest.time - since
         anchor = f"since-{int(since)}"
-        what = f"The newest checkpoint (step {latest.last_checkpoint_step}) is {age:.0f} s old"
+        what = (
+            f"The newest checkpoint (step {latest.last_checkpoint_step}) was written {age:.0f} s "
+            "ago"
+        )
     if age <= allowed:
         return []
     return [
@@ -1262,11 +1268,10 @@ def detect_checkpoint_stale(
             kind=AnomalyKind.CHECKPOINT_STALE,
             severity=Severity.WARNING,
             message=(
-                f"{what} at step {latest.step}, {age:.0f} s after "
-                f"{'training started' if since is None else 'it was written'}; allowed "
-                f"{allowed:.0f} s. A crash now loses all of it: check the trainer's log for "
-                "failed saves (credentials, a full bucket or disk) and that the checkpoint "
-                "interval in the spec is what the trainer uses."
+                f"{what}, at step {latest.step}; allowed {allowed:.0f} s. A crash now loses all "
+                "of that training: check the trainer's log for failed saves (credentials, a full "
+                "bucket or disk) and that the checkpoint interval in the spec is what the trainer "
+                "uses."
             ),
             key=f"{AnomalyKind.CHECKPOINT_STALE.value}:{anchor}",
             evidence={
