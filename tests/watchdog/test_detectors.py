@@ -14,7 +14,7 @@ import pytest
 from proctor.api.v1alpha1 import AnomalyKind
 from proctor.api.v1alpha1.experiment import Severity, WatchdogThresholds
 from proctor.watchdog import detectors
-from proctor.watchdog.detectors import ALL_DETECTORS, FATAL_XIDS, detect_all, detect_plateau
+from proctor.watchdog.detectors import ALL_DETECTORS, detect_all, detect_plateau
 from proctor.watchdog.observations import (
     Context,
     Finding,
@@ -522,9 +522,18 @@ def test_an_incident_longer_than_the_window_keeps_one_key():
     assert keys[-50:] == ["MemoryNearLimit:since-window-start"] * 50
 
 
-def test_fatal_xids_are_the_documented_ones():
-    assert {48, 62, 64, 74, 79, 95, 119, 120, 140} == FATAL_XIDS
-    assert not {13, 31, 43} & FATAL_XIDS
+@pytest.mark.parametrize(
+    ("xid", "fatal"),
+    [(x, True) for x in (48, 62, 64, 74, 79, 95, 119, 120, 140)]
+    + [(x, False) for x in (13, 31, 43)],
+)
+def test_the_documented_fatal_xids_are_found_and_application_xids_are_not(xid, fatal):
+    window = Window()
+    for i in range(6):  # the value changes from 0 to the XID at the fourth sample
+        window.add_gpus([GpuSample(time=START + 15 * i, gpu="0", xid=0 if i < 3 else xid)])
+    context = Context(now=START + 90, started=START, warmup_seconds=0)
+    findings = detectors.detect_fatal_xid(window, THRESHOLDS, context)
+    assert [f.kind for f in findings] == ([AnomalyKind.FATAL_XID] if fatal else [])
 
 
 def test_without_a_metrics_file_the_endpoint_loss_is_judged():

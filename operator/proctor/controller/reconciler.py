@@ -18,7 +18,19 @@ from typing import Any
 from pydantic import ValidationError
 
 from proctor.api.anomaly_events import ANOMALY_LABEL, EXPERIMENT_LABEL, anomaly_from_event
-from proctor.api.v1alpha1 import API_VERSION, Experiment, ExperimentPhase, PyramidPhase, Reason
+from proctor.api.v1alpha1 import (
+    API_VERSION,
+    Condition,
+    ConditionStatus,
+    Experiment,
+    ExperimentConditionType,
+    ExperimentPhase,
+    PyramidConditionType,
+    PyramidPhase,
+    Reason,
+    set_condition,
+)
+from proctor.api.v1alpha1.conditions import ConditionType
 from proctor.controller import names
 from proctor.controller.experiment_reconcile import Observed, reconcile_experiment
 from proctor.controller.metrics import OperatorMetrics
@@ -117,7 +129,7 @@ class Reconciler:
         try:
             plan = reconcile_pyramid(obj, facts, datetime.now(UTC), self.settings)
         except ValidationError as exc:
-            plan = _invalid(obj, exc, "Ready")
+            plan = _invalid(obj, exc, PyramidConditionType.READY)
         self._execute(obj, plan)
         if plan.requeue_after is not None or plan.delete:
             self._again("ValidationPyramid", namespace, name)
@@ -174,7 +186,7 @@ class Reconciler:
         try:
             plan = reconcile_experiment(obj, observed, datetime.now(UTC), self.settings)
         except ValidationError as exc:
-            plan = _invalid(obj, exc, "Validated")
+            plan = _invalid(obj, exc, ExperimentConditionType.VALIDATED)
         self._execute(obj, plan)
         self.metrics.phases.observe(namespace, name, plan.status.get("phase"))
         self.track("Experiment", namespace, name, plan.status.get("phase"))
@@ -288,32 +300,24 @@ def _name_taken(pyramid: dict[str, Any]) -> str:
     )
 
 
-def _condition(kind: str, reason: Reason, message: str) -> dict[str, Any]:
-    return {
-        "type": kind,
-        "status": "False",
-        "reason": reason.value,
-        "message": message[:4096],
-        "lastTransitionTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
-
-
 def _failed_status(
-    status: dict[str, Any], condition: str, reason: Reason, message: str
+    status: dict[str, Any], condition: ConditionType, reason: Reason, message: str
 ) -> dict[str, Any]:
-    conditions = [c for c in status.get("conditions") or [] if c.get("type") != condition]
-    new = _condition(condition, reason, message)
-    old = next((c for c in status.get("conditions") or [] if c.get("type") == condition), None)
-    if old and all(old.get(k) == new[k] for k in ("status", "reason", "message")):
-        new = old  # unchanged: keep its transition time, so nothing is rewritten
-    return {**status, "phase": "Failed", "conditions": [*conditions, new]}
+    """`status` failed with `condition` False; set_condition keeps the transition time of an
+    unchanged condition, so a repeated pass writes nothing new."""
+    conditions = [Condition.model_validate(c) for c in status.get("conditions") or []]
+    conditions = set_condition(conditions, condition, ConditionStatus.FALSE, reason, message[:4096])
+    return {**status, "phase": "Failed", "conditions": [c.to_wire() for c in conditions]}
 
 
 def _rejected(obj: dict[str, Any], plan: Plan, child: dict[str, Any], message: str) -> Plan:
+    condition: ConditionType
     if obj["kind"] == "ValidationPyramid":
-        condition = "Ready"
+        condition = PyramidConditionType.READY
+    elif child["kind"] == "ValidationPyramid":
+        condition = ExperimentConditionType.VALIDATED
     else:
-        condition = "Validated" if child["kind"] == "ValidationPyramid" else "Trained"
+        condition = ExperimentConditionType.TRAINED
     text = (
         f"the API server refused the {child['kind']} {child['metadata']['name']} built from this "
         f"spec: {message}. Fix the spec (it is frozen now: create a new object)."
@@ -322,7 +326,7 @@ def _rejected(obj: dict[str, Any], plan: Plan, child: dict[str, Any], message: s
     return Plan(status=status, events=[Event(Reason.JOB_REJECTED.value, text, "Warning")])
 
 
-def _invalid(obj: dict[str, Any], exc: ValidationError, condition: str) -> Plan:
+def _invalid(obj: dict[str, Any], exc: ValidationError, condition: ConditionType) -> Plan:
     problems = "; ".join(
         f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()[:5]
     )

@@ -30,3 +30,24 @@ def test_a_same_name_pyramid_is_awaited_when_it_is_a_predecessors_and_refused_wh
     standalone = _name_taken(_child(None))
     assert "does not belong to this Experiment" in standalone
     assert "another name" in standalone
+
+
+def test_an_invalid_object_fails_once_and_a_second_pass_changes_nothing():
+    from pydantic import ValidationError
+
+    from proctor.api.v1alpha1 import Experiment, PyramidConditionType
+    from proctor.controller.reconciler import _invalid
+
+    try:
+        Experiment.model_validate({"spec": {"bogus": 1}})
+    except ValidationError as exc:
+        error = exc
+    obj = {"kind": "ValidationPyramid", "metadata": {"name": "p"}, "status": {}}
+    first = _invalid(obj, error, PyramidConditionType.READY)
+    assert first.status["phase"] == "Failed"
+    [ready] = first.status["conditions"]
+    assert (ready["type"], ready["status"], ready["reason"]) == ("Ready", "False", "SpecInvalid")
+    assert first.events
+    again = _invalid({**obj, "status": first.status}, error, PyramidConditionType.READY)
+    assert again.status == first.status, "no new transition time: nothing to write"
+    assert not again.events
