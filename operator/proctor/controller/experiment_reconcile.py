@@ -41,6 +41,7 @@ from proctor.api.v1alpha1.experiment import (
     ValidationSummary,
 )
 from proctor.controller import names, podspec
+from proctor.controller.defaults import with_operator_defaults
 from proctor.controller.observed import JobFacts, PodFacts
 from proctor.controller.plans import Event, Plan
 from proctor.controller.settings import ControllerSettings
@@ -72,7 +73,7 @@ class Observed:
 def reconcile_experiment(
     obj: dict[str, Any], observed: Observed, now: datetime, settings: ControllerSettings
 ) -> Plan:
-    experiment = Experiment.model_validate(obj)
+    experiment = with_operator_defaults(Experiment.model_validate(obj), settings)
     old = experiment.status or ExperimentStatus()
     status = old.model_copy(deep=True)
     status.observed_generation = experiment.metadata.generation

@@ -25,6 +25,8 @@ METRICS_FILE = f"{METRICS_DIR}/metrics.jsonl"
 TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 SPOOL_DIR = "/var/spool/proctor"
 REDACT_PREFIX = "PROCTOR_REDACT_"
+ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL"  # read by boto3 itself, so any S3 client in user code too
+ENDPOINT_VARIABLES = (ENDPOINT_VARIABLE, "AWS_ENDPOINT_URL_S3")
 # The pod's index in an Indexed Job; read from its annotation, which (unlike the
 # JOB_COMPLETION_INDEX variable the Job controller appends) other variables can reference.
 COMPLETION_INDEX_FIELD = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
@@ -211,6 +213,8 @@ def _trainer_env(
         values["NNODES"] = str(spec.training.nodes)
         values["MASTER_ADDR"] = f"{names.training_job_name(name)}-0.{service}"
         values["MASTER_PORT"] = str(settings.rendezvous_port)
+    if not any(var.name in ENDPOINT_VARIABLES for var in spec.code.env):  # the user's wins
+        values[ENDPOINT_VARIABLE] = settings.storage_endpoint
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in values.items() if v]
     if spec.training.nodes > 1:
         env.append(
@@ -241,6 +245,7 @@ def _watchdog(
         "PROCTOR_CHECKPOINT": json.dumps(spec.training.checkpoint.to_wire(), sort_keys=True)
         if spec.training.checkpoint
         else None,
+        ENDPOINT_VARIABLE: settings.storage_endpoint,
     }
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in values.items() if v]
     env.append({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
