@@ -102,7 +102,7 @@ class Reconciler:
         with self._locks_guard:
             self._locks.pop((kind, namespace, name), None)
         if kind == "Experiment":
-            self.metrics.phases.observe(namespace, name, None)
+            self.metrics.forget_experiment(namespace, name)
             self._last_read.pop((namespace, name), None)
 
     # ---- ValidationPyramid ---------------------------------------------------------------
@@ -152,12 +152,12 @@ class Reconciler:
     def _experiment(self, namespace: str, name: str, anomalies: bool) -> None:
         obj = self.kube.get(API_VERSION, "Experiment", namespace, name)
         if obj is None:
-            self.metrics.phases.observe(namespace, name, None)
+            self.metrics.forget_experiment(namespace, name)
             return
         if obj["metadata"].get("deletionTimestamp"):
             return  # going: garbage collection removes what it owns
         phase = (obj.get("status") or {}).get("phase")
-        self.metrics.phases.observe(namespace, name, phase)
+        self.metrics.observe_experiment(obj)
         self.track("Experiment", namespace, name, phase)
         if phase == ExperimentPhase.CONCLUDED.value:
             return
@@ -187,8 +187,10 @@ class Reconciler:
             plan = reconcile_experiment(obj, observed, datetime.now(UTC), self.settings)
         except ValidationError as exc:
             plan = _invalid(obj, exc, ExperimentConditionType.VALIDATED)
-        self._execute(obj, plan)
-        self.metrics.phases.observe(namespace, name, plan.status.get("phase"))
+        written = self._execute(obj, plan)
+        if written is not None:
+            self.metrics.status_written(obj, written)
+        self.metrics.observe_experiment(obj, plan.status if written is None else written)
         self.track("Experiment", namespace, name, plan.status.get("phase"))
         if plan.delete:  # check back until the stopped Job is gone
             self._again("Experiment", namespace, name)
@@ -226,7 +228,8 @@ class Reconciler:
 
     # ---- carrying out a plan -------------------------------------------------------------
 
-    def _execute(self, obj: dict[str, Any], plan: Plan) -> None:
+    def _execute(self, obj: dict[str, Any], plan: Plan) -> dict[str, Any] | None:
+        """Carry out `plan`; the status it wrote, or None when the status was unchanged."""
         for child in plan.create:
             try:
                 self.kube.create(child)
@@ -235,12 +238,15 @@ class Reconciler:
                 # the API server (a resource name it does not know...): fail, with its words.
                 plan = _rejected(obj, plan, child, str(exc))
                 break
+        written = None
         if plan.status != (obj.get("status") or {}):
             self.kube.patch_status(obj, plan.status)
+            written = plan.status
             for event in plan.events:
                 self.kube.post_event(obj, event.reason, event.message, event.type)
         for api_version, kind, child_name in plan.delete:
             self.kube.delete(api_version, kind, obj["metadata"]["namespace"], child_name)
+        return written
 
     def _guarded(self, resource: str, function: Any, *args: Any) -> bool:
         """Run one reconcile; False when it failed, which is logged and counted, and the next
