@@ -18,6 +18,7 @@ test: setup
 	$(BIN)/ruff format --check . || status=1; \
 	$(BIN)/mypy || status=1; \
 	$(BIN)/proctor crds generate --check || status=1; \
+	$(BIN)/python -m dashboards.generate --check || status=1; \
 	$(BIN)/pytest || status=1; \
 	if [ $$status -ne 0 ]; then echo "make test: FAILED (see above: lint, types, generated files or tests)"; fi; \
 	exit $$status
@@ -33,12 +34,18 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-## Regenerate the CRDs and the chart's CRD templates from the API models.
+## Regenerate the CRDs and the chart's CRD templates from the API models, and the chart's Grafana
+## dashboards from dashboards/.
 generate: setup
 	$(BIN)/proctor crds generate
+	$(BIN)/python -m dashboards.generate
 
+## Every generated file checked, even after one has drifted; non-zero if any has.
 check-generated: setup
-	$(BIN)/proctor crds generate --check
+	@status=0; \
+	$(BIN)/proctor crds generate --check || status=1; \
+	$(BIN)/python -m dashboards.generate --check || status=1; \
+	exit $$status
 
 ## Run the demo on the embedded local cluster.
 demo: setup
