@@ -10,9 +10,12 @@ checkout's packages: every image is this environment), with:
 - path mapping: a container's paths under a volume's `mountPath` and its `terminationMessagePath`,
   written in its command, args or env values, are rewritten to those local directories, since
   there are no mount namespaces;
-- host mapping: every pod shares this host (127.0.0.1), so names under the pod's subdomain
+- host mapping: every pod shares this host, so names under the pod's subdomain
   (`<job>-0.<service>[.<ns>[.svc[.cluster.local]]]`, what torchrun rendezvous uses) are rewritten
-  to 127.0.0.1. Ports are shared too: two pods listening on one port collide;
+  to 127.0.0.1;
+- port mapping (proctor.cluster.podnet): each pod has an IP of its own (127.1.x.y) and each port
+  it declares (`ports[].containerPort`) a host port of its own, so two pods that declare one
+  port do not collide; ports a pod does not declare are shared;
 - init containers in order, native sidecars (init containers with `restartPolicy: Always`) kept
   running beside the main containers and stopped (SIGTERM, then SIGKILL) once those exit;
 - exit codes to container states and pod phases; the termination message read from the
@@ -42,6 +45,7 @@ from typing import Any
 from proctor.cluster import errors
 from proctor.cluster.jobs import reconcile_job
 from proctor.cluster.meta import now_rfc3339
+from proctor.cluster.podnet import PodAddress, PodNetwork
 from proctor.cluster.store import Store, WatchEvent
 
 MAX_TERMINATION_MESSAGE = 4096
@@ -82,6 +86,7 @@ class PodRunner:
         self._finished: set[tuple[str, str]] = set()  # (pod uid, container) that have exited
         self._loop_task: asyncio.Task[None] | None = None
         self._pods_type = store.type("", "v1", "pods")
+        self.network = PodNetwork()
         self._jobs_type = store.type("batch", "v1", "jobs")
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -252,10 +257,11 @@ class PodRunner:
         # Every process this pod started, so each one is stopped however the pod ends.
         processes: list[asyncio.subprocess.Process] = []
         sidecars: list[tuple[str, asyncio.subprocess.Process]] = []
+        address = await self.network.attach(pod)
         status: dict[str, Any] = {
             "phase": "Pending",
             "hostIP": "127.0.0.1",
-            "podIP": "127.0.0.1",
+            "podIP": address.ip,
             "startTime": now_rfc3339(),
             "conditions": [_cond("PodScheduled")],
             "initContainerStatuses": [],
@@ -263,7 +269,7 @@ class PodRunner:
         }
 
         async def start(container: dict[str, Any]) -> asyncio.subprocess.Process:
-            process = await self._start(pod, container, volumes, pod_dir)
+            process = await self._start(pod, container, volumes, pod_dir, address)
             processes.append(process)
             return process
 
@@ -312,6 +318,7 @@ class PodRunner:
             # Shielded: a cancelled pod (deleted, suspended, past its deadline, cluster stopping)
             # still stops every process it started, sidecars with SIGTERM first.
             await asyncio.shield(asyncio.gather(*(self._stop(p) for p in processes)))
+            await asyncio.shield(self.network.detach(address))
             for sidecar_name, process in sidecars:
                 for entry in status["initContainerStatuses"]:
                     if entry["name"] == sidecar_name:
@@ -388,6 +395,7 @@ class PodRunner:
         container: dict[str, Any],
         volumes: dict[str, Path],
         pod_dir: Path,
+        address: PodAddress,
     ) -> asyncio.subprocess.Process:
         argv = list(container.get("command") or []) + list(container.get("args") or [])
         if not container.get("command"):
@@ -405,9 +413,17 @@ class PodRunner:
         mounts[container.get("terminationMessagePath", "/dev/termination-log")] = (
             termination_dir / container["name"]
         )
-        env = self._environment(pod, container)
-        rewrite = _rewriter(mounts, pod, self._headless_service(pod))
-        env = {k: rewrite(v) for k, v in env.items()}
+        env = self._environment(pod, container, address.ip)
+        rewrite_paths = _rewriter(mounts, pod, self._headless_service(pod))
+        rewrite_ports = address.rewriter()
+
+        def rewrite(value: str) -> str:
+            return rewrite_ports(rewrite_paths(value))
+
+        # Ports only in the pod's own variables: what it inherits from this host is not its own.
+        env = {
+            k: rewrite(v) if os.environ.get(k) != v else rewrite_paths(v) for k, v in env.items()
+        }
         argv = [rewrite(_expand(a, env)) for a in argv]
         log = open(pod_dir / "logs" / f"{container['name']}.log", "ab")  # noqa: SIM115 (owned by the process)
         try:
@@ -439,7 +455,9 @@ class PodRunner:
                 os.killpg(process.pid, signal.SIGKILL)
             await process.wait()
 
-    def _environment(self, pod: dict[str, Any], container: dict[str, Any]) -> dict[str, str]:
+    def _environment(
+        self, pod: dict[str, Any], container: dict[str, Any], pod_ip: str
+    ) -> dict[str, str]:
         meta = pod["metadata"]
         env = dict(os.environ)
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
@@ -459,12 +477,12 @@ class PodRunner:
             if "value" in var:
                 env[var["name"]] = _expand(var["value"], env)
             elif "valueFrom" in var:
-                value = self._value_from(pod, var["valueFrom"])
+                value = self._value_from(pod, var["valueFrom"], pod_ip)
                 if value is not None:
                     env[var["name"]] = value
         return env
 
-    def _value_from(self, pod: dict[str, Any], source: dict[str, Any]) -> str | None:
+    def _value_from(self, pod: dict[str, Any], source: dict[str, Any], pod_ip: str) -> str | None:
         meta = pod["metadata"]
         if "fieldRef" in source:
             path = source["fieldRef"]["fieldPath"]
@@ -474,7 +492,7 @@ class PodRunner:
                 "metadata.name": meta["name"],
                 "metadata.namespace": meta["namespace"],
                 "metadata.uid": meta.get("uid", ""),
-                "status.podIP": "127.0.0.1",
+                "status.podIP": pod_ip,
                 "status.hostIP": "127.0.0.1",
                 "spec.nodeName": "proctor-local",
                 "spec.serviceAccountName": pod.get("spec", {}).get("serviceAccountName", "default"),
