@@ -74,6 +74,8 @@ def training_job(
             }
         )
         volumes.append({"name": "watchdog-spool", "emptyDir": {"sizeLimit": "1Gi"}})
+        # The root filesystem is read-only; matplotlib (the bundle's plot) needs a scratch dir.
+        volumes.append({"name": "watchdog-tmp", "emptyDir": {"sizeLimit": "64Mi"}})
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         # Time for the trainer to checkpoint on SIGTERM and for the watchdog to upload what its
@@ -274,8 +276,9 @@ def _watchdog(
         "volumeMounts": [
             {"name": "proctor-metrics", "mountPath": METRICS_DIR, "readOnly": True},
             {"name": "watchdog-token", "mountPath": TOKEN_DIR, "readOnly": True},
-            # the only writable place: bundles spool here while object storage is unreachable
+            # writable: bundles spool here while object storage is unreachable
             {"name": "watchdog-spool", "mountPath": SPOOL_DIR},
+            {"name": "watchdog-tmp", "mountPath": "/tmp"},
         ],
         "securityContext": {
             **podspec.CONTAINER_SECURITY,
