@@ -103,11 +103,11 @@ def build() -> dashboard.Dashboard:
                 "percentunit",
                 query(
                     selector("proctor:experiment_gpu_utilization:ratio", EXPERIMENT),
-                    "GPU utilisation",
+                    "utilisation {{pod}} GPU {{gpu}}",
                 ),
                 query(
                     selector("proctor:experiment_tensor_active:ratio", EXPERIMENT),
-                    "tensor activity",
+                    "tensor activity {{pod}} GPU {{gpu}}",
                 ),
             )
             .min(0)
@@ -120,7 +120,7 @@ def build() -> dashboard.Dashboard:
                 "percentunit",
                 query(
                     selector("proctor:experiment_framebuffer_used:ratio", EXPERIMENT),
-                    "framebuffer used",
+                    "{{pod}} GPU {{gpu}}",
                 ),
             )
             .min(0)

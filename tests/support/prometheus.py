@@ -7,9 +7,10 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,30 @@ class Prometheus:
             body = json.loads(response.read())
         return list(body["data"]["result"])
 
+    def query_at(self, expression: str, time: float) -> list[dict[str, Any]]:
+        """An instant query evaluated at `time` (Unix seconds)."""
+        return list(self._get("query", {"query": expression, "time": f"{time:.3f}"})["result"])
+
+    def query_range(
+        self, expression: str, start: float, end: float, step: float = 1
+    ) -> list[dict[str, Any]]:
+        """A range query, as a Grafana time series panel sends it."""
+        params = {"query": expression, "start": f"{start:.3f}", "end": f"{end:.3f}"}
+        return list(self._get("query_range", {**params, "step": str(step)})["result"])
+
+    def label_values(self, label: str, match: str, start: float, end: float) -> list[str]:
+        """The values of `label` on the series `match` selects: Grafana's `label_values()`."""
+        params = {"match[]": match, "start": f"{start:.3f}", "end": f"{end:.3f}"}
+        return [str(value) for value in self._get(f"label/{label}/values", params)]
+
+    def _get(self, path: str, params: dict[str, str]) -> Any:
+        url = f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return json.loads(response.read())["data"]
+        except urllib.error.HTTPError as error:  # a bad query: say which, and why
+            raise AssertionError(f"{path} {params}: {error.read().decode()}") from None
+
     def wait_for(self, expression: str, timeout: float = 30) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -44,17 +69,30 @@ class Prometheus:
 
 
 @contextmanager
-def prometheus(tmp: Path, targets: list[str]) -> Iterator[Prometheus]:
+def prometheus(
+    tmp: Path,
+    targets: list[str],
+    *,
+    scrape_configs: Sequence[dict[str, Any]] = (),
+    rule_files: Sequence[Path] = (),
+) -> Iterator[Prometheus]:
+    """`targets` scraped as one job; `scrape_configs` adds jobs of their own (target labels,
+    file-based discovery); `rule_files` are evaluated every second."""
     binary = shutil.which("prometheus")
     if binary is None:
         raise AssertionError(
             "prometheus is not installed: `make setup` installs it as root "
             "(apt-get install prometheus)"
         )
-    config = {
-        "global": {"scrape_interval": "1s"},
-        "scrape_configs": [{"job_name": "test", "static_configs": [{"targets": targets}]}],
+    config: dict[str, Any] = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [
+            {"job_name": "test", "static_configs": [{"targets": targets}]},
+            *scrape_configs,
+        ],
     }
+    if rule_files:
+        config["rule_files"] = [str(path) for path in rule_files]
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
     process = subprocess.Popen(
