@@ -20,6 +20,7 @@ from proctor.api.redaction import redact
 from proctor.api.v1alpha1 import (
     Anomaly,
     AnomalyAction,
+    Conclusion,
     ConditionStatus,
     Experiment,
     ExperimentConditionType,
@@ -30,6 +31,7 @@ from proctor.api.v1alpha1 import (
     Resources,
     ValidationPyramidSpec,
     ValidationPyramidStatus,
+    Verdict,
     find_condition,
     set_condition,
 )
@@ -40,7 +42,7 @@ from proctor.api.v1alpha1.experiment import (
     TrainingProgress,
     ValidationSummary,
 )
-from proctor.controller import names, podspec
+from proctor.controller import guardrails, names, podspec
 from proctor.controller.defaults import with_operator_defaults
 from proctor.controller.observed import JobFacts, PodFacts
 from proctor.controller.plans import Event, Plan
@@ -54,6 +56,8 @@ from proctor.controller.training_jobs import (
 
 MAX_ANOMALIES = 20
 _ENDED = (ExperimentPhase.SUCCEEDED, ExperimentPhase.FAILED, ExperimentPhase.CONCLUDED)
+NOT_STARTED = (ExperimentPhase.PENDING, ExperimentPhase.BLOCKED)
+"""Phases in which the guardrails are checked and the spec may still change."""
 
 
 @dataclass
@@ -68,6 +72,8 @@ class Observed:
     """The trainer's latest metrics (proctor.controller.progress), when they were read."""
     name_taken: str | None = None
     """Why the ValidationPyramid of this name, which exists, is not this Experiment's."""
+    neighbours: list[dict[str, Any]] = field(default_factory=list)
+    """The namespace's other Experiments, read while this one has not started (guardrails)."""
 
 
 def reconcile_experiment(
@@ -83,7 +89,7 @@ def reconcile_experiment(
 
     if status.phase in _ENDED:
         step.stop_training_job_if_running()
-    elif step.validate():
+    elif step.guarded() and step.validate():
         step.train()
     step.record_anomalies()
     step.conclude()
@@ -123,6 +129,25 @@ class _Step:
             self.experiment.metadata.generation,
             self.now,
         )
+
+    # ---- guardrails ----------------------------------------------------------------------
+
+    def guarded(self) -> bool:
+        """Whether the research guardrails let this experiment start (checked until it has)."""
+        if self.status.phase not in NOT_STARTED:
+            return True
+        block = guardrails.check(self.experiment, self.obj, self.observed.neighbours)
+        if block is not None:
+            self.status.phase = ExperimentPhase.BLOCKED
+            self.condition(
+                ExperimentConditionType.BLOCKED, ConditionStatus.TRUE, block.reason, block.message
+            )
+            return False
+        for reason in guardrails.GUARDRAIL_REASONS:
+            self._unblock(reason)
+        if self.status.phase == ExperimentPhase.BLOCKED:
+            self.status.phase = ExperimentPhase.PENDING
+        return True
 
     # ---- validation ----------------------------------------------------------------------
 
@@ -408,6 +433,15 @@ class _Step:
                 "write spec.conclusion (verdict, evidence, learnings) to conclude the experiment",
             )
             return
+        refused = self._conclusion_refused(conclusion)
+        if refused:
+            self.condition(
+                ExperimentConditionType.CONCLUDED,
+                ConditionStatus.FALSE,
+                Reason.CONCLUSION_INVALID,
+                refused,
+            )
+            return
         self.status.phase = ExperimentPhase.CONCLUDED
         self.condition(
             ExperimentConditionType.CONCLUDED,
@@ -415,6 +449,29 @@ class _Step:
             Reason.CONCLUSION_WRITTEN,
             f"{conclusion.verdict.value}: {conclusion.evidence}",
         )
+
+    def _conclusion_refused(self, conclusion: Conclusion) -> str:
+        """Why `conclusion` cannot stand, or "". A run an anomaly stopped measured the anomaly,
+        not the hypothesis: it concludes inconclusive, or its evidence cites the bundle."""
+        if conclusion.verdict == Verdict.INCONCLUSIVE or not self._stopped_by_anomaly():
+            return ""
+        bundles = [a.bundle_uri for a in self.status.anomalies if a.bundle_uri]
+        if any(uri.rstrip("/") in conclusion.evidence for uri in bundles):
+            return ""
+        where = f" (for example {bundles[-1]})" if bundles else ""
+        return (
+            f"an anomaly stopped this run, so a verdict of {conclusion.verdict.value} needs "
+            f"evidence that cites its recovery bundle{where}; otherwise conclude inconclusive"
+        )
+
+    def _stopped_by_anomaly(self) -> bool:
+        trained = find_condition(self.status.conditions, ExperimentConditionType.TRAINED)
+        if trained is not None and trained.reason == Reason.STOPPED_ON_ANOMALY:
+            return True
+        failed = self.status.phase == ExperimentPhase.FAILED or (
+            trained is not None and trained.status == ConditionStatus.FALSE
+        )
+        return failed and any(a.severity == Severity.CRITICAL for a in self.status.anomalies)
 
     def transition_event(self) -> Event:
         phase = self.status.phase or ExperimentPhase.PENDING

@@ -32,7 +32,7 @@ from proctor.api.v1alpha1 import (
 )
 from proctor.api.v1alpha1.conditions import ConditionType
 from proctor.controller import names
-from proctor.controller.experiment_reconcile import Observed, reconcile_experiment
+from proctor.controller.experiment_reconcile import NOT_STARTED, Observed, reconcile_experiment
 from proctor.controller.metrics import OperatorMetrics
 from proctor.controller.observed import JobFacts, job_facts
 from proctor.controller.plans import Event, Plan
@@ -162,6 +162,9 @@ class Reconciler:
         if phase == ExperimentPhase.CONCLUDED.value:
             return
         observed = Observed()
+        if phase is None or phase in {p.value for p in NOT_STARTED}:
+            # The guardrails compare with the namespace's other Experiments; only until it starts.
+            observed.neighbours = self.kube.select(API_VERSION, "Experiment", namespace, {})
         spec = obj.get("spec") or {}
         if not (spec.get("validation") or {}).get("skip"):
             pyramid = self.kube.get(

@@ -309,6 +309,12 @@ class Verdict(StrEnum):
     INCONCLUSIVE = "inconclusive"
 
 
+EVIDENCE_WITHOUT_NUMBERS = (
+    "spec.conclusion.evidence must cite numbers, for example 'val loss 2.07 vs 2.25 for the "
+    "baseline at 20k steps': a verdict nobody can check against the record is an opinion"
+)
+
+
 class Conclusion(ApiModel):
     """What the experiment showed, written by whoever ran it (often an agent) after it ended."""
 
@@ -320,6 +326,42 @@ class Conclusion(ApiModel):
         "at 20k steps, 3 seeds'."
     )
     learnings: LongText = Field(description="What the next experiment should take from this one.")
+
+    @model_validator(mode="after")
+    def _evidence_cites_numbers(self) -> Conclusion:
+        if not any(character.isdigit() for character in self.evidence):
+            raise ValueError(EVIDENCE_WITHOUT_NUMBERS)
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel_rule("self.evidence.matches('[0-9]')", EVIDENCE_WITHOUT_NUMBERS)
+        )
+    )
+
+
+class GuardrailOverride(ApiModel):
+    """A guardrail waived on purpose, with the reason kept in the record."""
+
+    reason: LongText = Field(
+        description="Why the guardrail does not apply here, for example 'a seed sweep: the "
+        "retry measures run-to-run variance'."
+    )
+
+
+class Guardrails(ApiModel):
+    """Waivers of the operator's research guardrails; each needs a reason."""
+
+    allow_multiple_changes: GuardrailOverride | None = Field(
+        default=None,
+        description="Let this experiment differ from spec.baseline in more than "
+        "hypothesis.independentVariable (the differences are still listed in status).",
+    )
+    allow_retry: GuardrailOverride | None = Field(
+        default=None,
+        description="Let this experiment run the same code, config and training settings as an "
+        "experiment that is already concluded.",
+    )
 
 
 class ExperimentSpec(ApiModel):
@@ -336,6 +378,7 @@ class ExperimentSpec(ApiModel):
     training: TrainingSpec
     watchdog: WatchdogSpec = Field(default_factory=WatchdogSpec)
     recovery: RecoverySpec = Field(default_factory=RecoverySpec)
+    guardrails: Guardrails = Field(default_factory=Guardrails)
     conclusion: Conclusion | None = Field(
         default=None,
         description="Written after the run has ended (not before): it ends the experiment.",
@@ -499,6 +542,7 @@ _FROZEN_FIELDS = (
     "training",
     "watchdog",
     "recovery",
+    "guardrails",
 )
 _FROZEN_RULE = f"!({_STARTED}) || " + " && ".join(
     f"(has(self.spec.{f}) == has(oldSelf.spec.{f}) "

@@ -1,0 +1,207 @@
+"""The research guardrails: what must hold before an Experiment may spend compute.
+
+Checked while an Experiment has not started (Pending or Blocked); a violation keeps it Blocked
+with a message that says what to change. Pure functions over the Experiment and the other
+Experiments of its namespace, as the API server returned them (wire form), so an unreadable
+neighbour is skipped rather than trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from proctor.api.v1alpha1 import CitationKind, Experiment, ExperimentPhase, Reason
+
+STUDY_LABEL = "proctor.dev/study"
+"""Experiments with the same value of this label form a study: concluded one after another."""
+
+# What ran, for the single-variable and do-not-retry guardrails: the code and the training
+# settings. Where and how it was scheduled and checkpointed does not change what it measures.
+_TRAINING_IGNORED = ("queueName", "scheduling", "checkpoint", "serviceAccountName")
+_FINISHED = (ExperimentPhase.SUCCEEDED.value, ExperimentPhase.FAILED.value)
+
+
+@dataclass(frozen=True)
+class Block:
+    """Why an Experiment may not start yet, and what to do about it."""
+
+    reason: Reason
+    message: str
+
+
+GUARDRAIL_REASONS = (
+    Reason.CITATION_MISSING,
+    Reason.BASELINE_NOT_FOUND,
+    Reason.MULTIPLE_VARIABLES_CHANGED,
+    Reason.DUPLICATE_OF_CONCLUDED,
+    Reason.EARLIER_EXPERIMENT_NOT_CONCLUDED,
+)
+
+
+def what_ran(spec: dict[str, Any]) -> dict[str, Any]:
+    """The part of a wire-form spec that decides what an experiment measures."""
+    code = spec.get("code") or {}
+    training = {
+        key: value
+        for key, value in (spec.get("training") or {}).items()
+        if key not in _TRAINING_IGNORED
+    }
+    return {
+        "code": {key: code.get(key) for key in ("image", "entrypoint", "config", "env")},
+        "training": training,
+    }
+
+
+def fingerprint(spec: dict[str, Any]) -> str:
+    """A stable hash of what ran: equal for two experiments that would run the same thing."""
+    canonical = json.dumps(what_ran(spec), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def differences(spec: dict[str, Any], baseline: dict[str, Any]) -> list[str]:
+    """Dotted paths (under spec) where what ran differs; lists compare as a whole."""
+    mine, theirs = dict(_leaves(what_ran(spec))), dict(_leaves(what_ran(baseline)))
+    return sorted(
+        path for path in mine.keys() | theirs.keys() if mine.get(path) != theirs.get(path)
+    )
+
+
+def _leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict) and value:
+        for key, child in value.items():
+            yield from _leaves(child, f"{path}.{key}" if path else str(key))
+    else:
+        yield path, value
+
+
+def _within(path: str, variable: str) -> bool:
+    """Whether a difference at `path` is a change of `variable` (the same field, or inside it;
+    or a whole list or object that contains it)."""
+    return path == variable or path.startswith(f"{variable}.") or variable.startswith(f"{path}.")
+
+
+def check(
+    experiment: Experiment, obj: dict[str, Any], others: Sequence[dict[str, Any]]
+) -> Block | None:
+    """The first guardrail `obj` violates, given the other Experiments of its namespace."""
+    name = obj["metadata"]["name"]
+    by_name = {o["metadata"]["name"]: o for o in others if o["metadata"]["name"] != name}
+    spec = obj.get("spec") or {}
+    return (
+        _citations(experiment, name, by_name)
+        or _single_variable(experiment, spec, by_name)
+        or _not_a_retry(experiment, spec, by_name)
+        or _earlier_concluded(obj, by_name)
+    )
+
+
+def _citations(
+    experiment: Experiment, name: str, by_name: dict[str, dict[str, Any]]
+) -> Block | None:
+    for citation in experiment.spec.hypothesis.inspired_by:
+        ref = citation.ref.strip()
+        if not ref:
+            return Block(
+                Reason.CITATION_MISSING,
+                f"spec.hypothesis.inspiredBy has an empty {citation.kind.value} citation: say "
+                "where the idea came from (a prior Experiment's name, a paper, or a note)",
+            )
+        if citation.kind != CitationKind.EXPERIMENT:
+            continue
+        if ref == name:
+            return Block(
+                Reason.CITATION_MISSING,
+                "spec.hypothesis.inspiredBy cites this experiment itself: cite the earlier "
+                "experiment, paper or note the idea came from",
+            )
+        if ref not in by_name:
+            return Block(
+                Reason.CITATION_MISSING,
+                f"spec.hypothesis.inspiredBy cites Experiment {ref!r}, which does not exist in "
+                "this namespace: cite an existing one (kubectl get experiments), or cite a "
+                "Paper or a Note instead",
+            )
+    return None
+
+
+def _single_variable(
+    experiment: Experiment, spec: dict[str, Any], by_name: dict[str, dict[str, Any]]
+) -> Block | None:
+    baseline_name = experiment.spec.baseline
+    if baseline_name is None:
+        return None
+    baseline = by_name.get(baseline_name)
+    if baseline is None:
+        return Block(
+            Reason.BASELINE_NOT_FOUND,
+            f"spec.baseline names Experiment {baseline_name!r}, which does not exist in this "
+            "namespace: name an existing experiment (kubectl get experiments), or remove "
+            "spec.baseline",
+        )
+    variable = experiment.spec.hypothesis.independent_variable
+    changed = differences(spec, baseline.get("spec") or {})
+    others = [path for path in changed if not _within(path, variable)]
+    if not others or experiment.spec.guardrails.allow_multiple_changes is not None:
+        return None
+    listed = ", ".join(others[:20]) + (f" and {len(others) - 20} more" if len(others) > 20 else "")
+    return Block(
+        Reason.MULTIPLE_VARIABLES_CHANGED,
+        f"besides hypothesis.independentVariable ({variable}), this experiment differs from its "
+        f"baseline {baseline_name} in: {listed}. Change one variable at a time: make these "
+        "equal to the baseline, or declare the variable you meant, or set "
+        "spec.guardrails.allowMultipleChanges.reason to say why several must change together",
+    )
+
+
+def _not_a_retry(
+    experiment: Experiment, spec: dict[str, Any], by_name: dict[str, dict[str, Any]]
+) -> Block | None:
+    if experiment.spec.guardrails.allow_retry is not None:
+        return None
+    mine = fingerprint(spec)
+    for other_name, other in sorted(by_name.items()):
+        concluded = (other.get("status") or {}).get("phase") == ExperimentPhase.CONCLUDED.value
+        if concluded and fingerprint(other.get("spec") or {}) == mine:
+            verdict = ((other.get("spec") or {}).get("conclusion") or {}).get("verdict", "?")
+            return Block(
+                Reason.DUPLICATE_OF_CONCLUDED,
+                f"this experiment runs the same code, config and training settings as "
+                f"{other_name}, already concluded ({verdict}): read its conclusion (kubectl get "
+                f"experiment {other_name} -o yaml) and change something worth testing, or set "
+                "spec.guardrails.allowRetry.reason (a seed sweep, a flaky node) to run it again",
+            )
+    return None
+
+
+def _earlier_concluded(obj: dict[str, Any], by_name: dict[str, dict[str, Any]]) -> Block | None:
+    study = (obj["metadata"].get("labels") or {}).get(STUDY_LABEL)
+    if not study:
+        return None
+    mine = _created(obj)
+    waiting = sorted(
+        (_created(other), other_name)
+        for other_name, other in by_name.items()
+        if (other["metadata"].get("labels") or {}).get(STUDY_LABEL) == study
+        and _created(other) < mine
+        and (other.get("status") or {}).get("phase") in _FINISHED
+        and not (other.get("spec") or {}).get("conclusion")
+    )
+    if not waiting:
+        return None
+    earlier = waiting[0][1]
+    return Block(
+        Reason.EARLIER_EXPERIMENT_NOT_CONCLUDED,
+        f"conclude {earlier} first: patch spec.conclusion with verdict, evidence, learnings "
+        f"(proctor conclude {earlier} --verdict ... --evidence ... --learnings ...). Study "
+        f"{study} runs one question at a time; this experiment starts once it is concluded",
+    )
+
+
+def _created(obj: dict[str, Any]) -> tuple[str, str]:
+    """Creation order; RFC 3339 UTC timestamps sort as strings, the name breaks ties."""
+    meta = obj["metadata"]
+    return (str(meta.get("creationTimestamp") or ""), str(meta["name"]))
