@@ -143,12 +143,16 @@ def _queries(board: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     while panels:
         panel = panels.pop(0)
         panels.extend(panel.get("panels", []))
-        for target in panel.get("targets", []):
+        if panel["type"] == "row":
+            continue
+        assert panel.get("targets"), f"{board['title']} / {panel['title']} has no query"
+        for target in panel["targets"]:
             yield f"{board['title']} / {panel['title']} / {target['refId']}", target
 
 
 def _substitute(expr: str, values: dict[str, str]) -> str:
-    for name in sorted(values, key=len, reverse=True):  # $__range before a shorter $__r...
+    # Longest name first, so a name that begins another ($name, $namespace) never clobbers it.
+    for name in sorted(values, key=len, reverse=True):
         expr = expr.replace(f"${{{name}}}", values[name]).replace(f"${name}", values[name])
     assert "$" not in expr, f"a variable the test does not know is left in {expr}"
     return expr
@@ -330,7 +334,9 @@ def _evaluate_every_query(prom, start: float, end: float) -> None:
     pass_rate = evaluated["Proctor / Overview / Pyramid pass rate by layer / A"]
     assert {s["metric"]["layer"]: float(s["value"][1]) for s in pass_rate} == {"L0": 1.0}
     assert labels("Proctor / Overview / GPU hours by outcome / A", "outcome") == {"Succeeded"}
+    anomalies = evaluated["Proctor / Overview / Anomalies over time / A"]
     assert labels("Proctor / Overview / Anomalies over time / A", "kind") == {"LossSpike"}
+    assert max(_finite(anomalies)) == 1, "the one anomaly shows as one, even as a new series"
     assert labels("Proctor / Experiment / annotation Anomalies", "severity") == {"Warning"}
     phases = evaluated["Proctor / Overview / Experiments by phase / A"]
     succeeded = next(s for s in phases if s["metric"]["phase"] == "Succeeded")
