@@ -29,6 +29,7 @@ PLURALS = {
     "RoleBinding": "rolebindings",
     "Experiment": "experiments",
     "ValidationPyramid": "validationpyramids",
+    "ConfigMap": "configmaps",
 }
 
 
@@ -46,7 +47,17 @@ class ForbiddenError(KubeError):
 
 
 class RejectedError(KubeError):
-    """The API server refused the object (400/422): retrying the same request cannot help."""
+    """The API server refused the object (400/422): retrying the same request cannot help.
+    `causes` holds the Status' field-level causes ({"field": ..., "message": ...}) when it
+    gave any, so a caller can name the field at fault."""
+
+    def __init__(self, message: str, causes: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.causes = causes or []
+
+
+class AlreadyExistsError(KubeError):
+    """409 on create: an object of that name exists already."""
 
 
 class KubeClient:
@@ -82,6 +93,26 @@ class KubeClient:
             item.setdefault("apiVersion", api_version)
             item.setdefault("kind", kind)
         return items
+
+    def list_objects(self, api_version: str, kind: str, namespace: str) -> list[dict[str, Any]]:
+        """Every object of `kind` in `namespace`."""
+        return self.select(api_version, kind, namespace, {})
+
+    def create_new(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Create `obj` and return it as stored (name, uid, defaults filled); AlreadyExistsError
+        when one of its name exists, for callers to whom that is news, not success."""
+        meta = obj["metadata"]
+        try:
+            return self._call("POST", _path(obj["apiVersion"], obj["kind"], meta["namespace"]), obj)
+        except _ConflictError as exc:
+            raise AlreadyExistsError(str(exc)) from None
+
+    def patch(
+        self, api_version: str, kind: str, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A plain JSON merge patch (RFC 7386) of the object; returns it as stored."""
+        path = _path(api_version, kind, namespace, name)
+        return self._call("PATCH", path, patch, content_type="application/merge-patch+json")
 
     def log(self, namespace: str, pod: str, container: str, tail_lines: int = 200) -> str:
         """The container's last lines (pods/log)."""
@@ -192,8 +223,14 @@ class _ConflictError(KubeError):
 
 def _error(exc: ApiException, method: str, path: str) -> KubeError:
     message = exc.reason or ""
-    with contextlib.suppress(ValueError):
-        message = json.loads(exc.body or "{}").get("message", message)
+    causes: list[dict[str, str]] = []
+    with contextlib.suppress(ValueError, AttributeError):
+        status = json.loads(exc.body or "{}")
+        message = status.get("message", message)
+        causes = [
+            {"field": str(c.get("field", "")), "message": str(c.get("message", ""))}
+            for c in (status.get("details") or {}).get("causes") or []
+        ]
     text = f"{method} {path}: {exc.status} {message}"
     if exc.status == 404:
         return NotFoundError(text)
@@ -202,7 +239,7 @@ def _error(exc: ApiException, method: str, path: str) -> KubeError:
     if exc.status == 403:
         return ForbiddenError(text)
     if exc.status in (400, 422):
-        return RejectedError(message)
+        return RejectedError(message, causes)
     return KubeError(text)
 
 
