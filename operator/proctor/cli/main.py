@@ -6,7 +6,7 @@ import argparse
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from proctor.cli import cluster, controller, crds, pyramid, train, validate, watchdog
+from proctor.cli import agent, cluster, controller, crds, pyramid, train, validate, watchdog
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_parser(commands)
     validate.add_parser(commands)
     watchdog.add_parser(commands)
+    # The agent's verbs: submit, status, wait, bundles, conclude, study (docs/agents.md).
+    agent.add_parsers(commands)
     return parser
 
 
