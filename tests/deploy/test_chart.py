@@ -37,6 +37,7 @@ OPERATOR_ALLOWED: dict[tuple[str, str], set[str]] = {
     ("", "pods/log"): {"get"},
     ("", "events"): {"get", "list", "watch", "create"},
     ("", "services"): {"create"},
+    ("", "configmaps"): {"get", "create", "patch"},
     ("", "serviceaccounts"): {"create"},
     ("", "secrets"): {"create"},
     ("rbac.authorization.k8s.io", "roles"): {"create"},

@@ -40,6 +40,7 @@ from proctor.controller.progress import read_progress
 from proctor.controller.pyramid_jobs import LAYER_CONTAINER
 from proctor.controller.pyramid_reconcile import layer_durations, reconcile_pyramid
 from proctor.controller.settings import ControllerSettings
+from proctor.controller.studies import StudyDigests
 from proctor.controller.training_jobs import TRAINER_CONTAINER, trainer_metrics_url
 from proctor.kube import ForbiddenError, KubeClient, KubeError, RejectedError
 
@@ -55,6 +56,7 @@ class Reconciler:
         self.kube = kube
         self.settings = settings
         self.metrics = metrics
+        self.studies = StudyDigests(kube, settings)
         self._locks: defaultdict[tuple[str, str, str], threading.Lock] = defaultdict(threading.Lock)
         self._locks_guard = threading.Lock()
         self._last_read: dict[tuple[str, str], float] = {}
@@ -160,6 +162,7 @@ class Reconciler:
         self.metrics.observe_experiment(obj)
         self.track("Experiment", namespace, name, phase)
         if phase == ExperimentPhase.CONCLUDED.value:
+            self.studies.check(obj)  # a digest a crash or a storage outage left unwritten
             return
         observed = Observed()
         if phase is None or phase in {p.value for p in NOT_STARTED}:
@@ -193,6 +196,8 @@ class Reconciler:
         written = self._execute(obj, plan)
         if written is not None:
             self.metrics.status_written(obj, written)
+            if written.get("phase") == ExperimentPhase.CONCLUDED.value:
+                self.studies.check(obj)
         self.metrics.observe_experiment(obj, plan.status if written is None else written)
         self.track("Experiment", namespace, name, plan.status.get("phase"))
         if plan.delete:  # check back until the stopped Job is gone

@@ -1,0 +1,104 @@
+"""Writing a study's digest when it is due: the effects around proctor.controller.study_digest.
+
+Level-triggered and restart-safe: the ConfigMap `proctor-study-<study>` records how many
+concluded experiments the last digest covered, so a restarted operator neither skips a digest
+nor writes one twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from proctor.api.v1alpha1 import API_VERSION
+from proctor.controller import study_digest
+from proctor.controller.guardrails import STUDY_LABEL
+from proctor.controller.settings import ControllerSettings
+from proctor.kube import KubeClient
+from proctor.storage import open_store
+
+logger = logging.getLogger(__name__)
+
+
+def configmap_name(study: str) -> str:
+    """`proctor-study-<study>`, made a valid object name (label values allow _ . and capitals)."""
+    return "proctor-study-" + re.sub(r"[^a-z0-9-]", "-", study.lower()).strip("-")
+
+
+def study_prefix(root: str, namespace: str, study: str) -> str:
+    """Where a study's files live: under its namespace, like every experiment's."""
+    return f"{root.rstrip('/')}/{namespace}/studies/{study}"
+
+
+class StudyDigests:
+    def __init__(
+        self,
+        kube: KubeClient,
+        settings: ControllerSettings,
+        store_opener: Callable[[str], Any] = open_store,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.kube, self.settings = kube, settings
+        self.open_store, self.clock = store_opener, clock
+
+    def check(self, experiment: dict[str, Any]) -> bool:
+        """Write the digest of `experiment`'s study if one is due; True when it wrote one."""
+        study = (experiment["metadata"].get("labels") or {}).get(STUDY_LABEL)
+        if not study:
+            return False
+        namespace = experiment["metadata"]["namespace"]
+        members = self.kube.select(API_VERSION, "Experiment", namespace, {STUDY_LABEL: study})
+        table = study_digest.rows(members)
+        name = configmap_name(study)
+        configmap = self.kube.get("v1", "ConfigMap", namespace, name)
+        data = (configmap or {}).get("data") or {}
+        recorded = int(data["concluded"]) if str(data.get("concluded", "")).isdigit() else 0
+        every = study_digest.digest_every(configmap, members)
+        if not study_digest.due(len(table), recorded, every):
+            return False
+        root = self.settings.default_bundle_uri or (
+            ((experiment.get("spec") or {}).get("recovery") or {}).get("bundleURI")
+        )
+        if not root:
+            logger.warning(
+                "study %s/%s: a digest is due but there is no object storage to write it to "
+                "(set the operator's bundle URI, storage.bundleURI in the chart)",
+                namespace,
+                study,
+            )
+            return False
+        prefix = study_prefix(root, namespace, study)
+        store = self.open_store(prefix)
+        store.put("results.tsv", study_digest.results_tsv(table).encode())
+        store.put("digest.md", study_digest.digest_md(study, table).encode())
+        fresh = {
+            "resultsURI": f"{prefix}/results.tsv",
+            "digestURI": f"{prefix}/digest.md",
+            "concluded": str(len(table)),
+            "updated": self.clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        if configmap is None:
+            self.kube.create(
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {
+                        "name": name,
+                        "namespace": namespace,
+                        "labels": {
+                            "app.kubernetes.io/managed-by": "proctor",
+                            STUDY_LABEL: study,
+                        },
+                    },
+                    "data": fresh,
+                }
+            )
+        else:  # a merge patch keeps what a person set there (digestEvery)
+            self.kube.patch("v1", "ConfigMap", namespace, name, {"data": fresh})
+        logger.info(
+            "study %s/%s: digest of %d experiments at %s", namespace, study, len(table), prefix
+        )
+        return True
