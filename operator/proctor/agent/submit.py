@@ -19,20 +19,20 @@ from proctor.api.manifests import ManifestError, parse_manifest
 from proctor.kube import AlreadyExistsError, KubeError, RejectedError
 
 
-def read_documents(path: Path) -> list[dict[str, Any]]:
-    """The file's YAML documents, each checked against the models; an AgentError naming every
-    field at fault otherwise."""
+def read_documents(text: str, source: str) -> list[dict[str, Any]]:
+    """The YAML documents of `text`, each checked against the models; an AgentError naming
+    every field at fault otherwise."""
     try:
-        documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
         raise AgentError(
-            f"cannot read {path} as YAML: {exc}", "pass the path of a manifest file"
+            f"cannot read {source} as YAML: {exc}", "fix the YAML syntax at the line named"
         ) from None
     if not documents:
-        raise AgentError(f"{path} holds no documents", "write an Experiment manifest into it")
+        raise AgentError(f"{source} holds no documents", "write an Experiment manifest into it")
     for number, document in enumerate(documents, start=1):
         try:
-            parse_manifest(document, f"{path} document {number}")
+            parse_manifest(document, f"{source} document {number}")
         except ManifestError as exc:
             raise AgentError(
                 f"{exc.source} is not a valid Proctor resource; nothing was submitted",
@@ -44,10 +44,19 @@ def read_documents(path: Path) -> list[dict[str, Any]]:
 
 
 def submit(connection: Connection, path: Path) -> SubmitResult:
-    """Create every resource in `path` in the connection's namespace (or the one a manifest
-    names); stops at the first refusal, reporting what was created before it."""
+    """Create every resource in the manifest file `path`."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AgentError(f"cannot read {path}: {exc}", "pass the path of a manifest file") from None
+    return submit_text(connection, text, str(path))
+
+
+def submit_text(connection: Connection, text: str, source: str = "manifest") -> SubmitResult:
+    """Create every resource in the YAML `text` in the connection's namespace (or the one a
+    manifest names); stops at the first refusal, reporting what was created before it."""
     created: list[SubmittedObject] = []
-    for document in read_documents(path):
+    for document in read_documents(text, source):
         meta = document.setdefault("metadata", {})
         meta.setdefault("namespace", connection.namespace)
         try:

@@ -82,6 +82,17 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="seconds to wait for the operator's judgement of the conclusion (default 15)",
     )
 
+    mcp = commands.add_parser(
+        "mcp",
+        help="serve the agent verbs as MCP tools on stdio (for agent harnesses)",
+        description="An MCP server on stdio: tools submit, status, wait, bundles, fetch_bundle, "
+        "conclude, study, and the resource proctor://experiments/{namespace}/{name}/recovery.",
+    )
+    mcp.add_argument(
+        "-n", "--namespace", help="default namespace of the tools (default: the kubeconfig's)"
+    )
+    mcp.set_defaults(run=_mcp)
+
     verb = _verb(commands, "study", "the digest of a study's concluded experiments", _study)
     verb.add_argument("name", metavar="STUDY", help="the proctor.dev/study label's value")
 
@@ -127,6 +138,20 @@ def _run(verb: Verb, args: argparse.Namespace) -> int:
         return EXIT_ERROR
     print(json.dumps(result.as_json(), indent=2) if args.output == "json" else text)
     return code
+
+
+def _mcp(args: argparse.Namespace) -> int:
+    try:
+        from proctor.mcpserver.server import serve  # the `agent` extra: only this verb needs it
+    except ImportError as exc:
+        print(
+            f"error: proctor mcp needs the MCP SDK ({exc})\n"
+            "hint: pip install 'proctor[agent]' (make setup installs it)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    serve(args.namespace)
+    return 0
 
 
 def _connect(args: argparse.Namespace) -> Connection:
