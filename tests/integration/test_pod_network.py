@@ -110,3 +110,35 @@ def _read(url: str) -> str:
         return urllib.request.urlopen(url, timeout=2).read().decode()
     except OSError:
         return ""
+
+
+def test_a_mount_at_tmp_does_not_redirect_what_the_runner_sets(cluster):
+    # The watchdog mounts an emptyDir at /tmp; the kubeconfig the runner hands every pod lives
+    # under this host's /tmp in tests, and must stay this host's path.
+    script = "import os; k = os.environ['KUBECONFIG']; print(os.path.exists(k), os.environ['MINE'])"
+    pod = {
+        "restartPolicy": "Never",
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+        "containers": [
+            {
+                "name": "c",
+                "image": "x",
+                "command": [sys.executable, "-c", script],
+                "env": [{"name": "MINE", "value": "/tmp/x"}],
+                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+            }
+        ],
+    }
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "tmp-mount"},
+        "spec": {"backoffLimit": 0, "template": {"spec": pod}},
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(job))
+    cluster.kubectl("wait", "--for=condition=complete", "job/tmp-mount", "--timeout=60s")
+    out = cluster.kubectl("get", "pods", "-l", "job-name=tmp-mount", "-o", "json").stdout
+    name = json.loads(out)["items"][0]["metadata"]["name"]
+    exists, mine = cluster.kubectl("logs", name, "-c", "c").stdout.split()
+    assert exists == "True", "the runner's KUBECONFIG was rewritten into the pod's /tmp volume"
+    assert mine.endswith("/volumes/tmp/x"), "the pod's own value is still mapped to its volume"

@@ -413,17 +413,16 @@ class PodRunner:
         mounts[container.get("terminationMessagePath", "/dev/termination-log")] = (
             termination_dir / container["name"]
         )
-        env = self._environment(pod, container, address.ip)
+        env, own = self._environment(pod, container, address.ip)
         rewrite_paths = _rewriter(mounts, pod, self._headless_service(pod))
         rewrite_ports = address.rewriter()
 
         def rewrite(value: str) -> str:
             return rewrite_ports(rewrite_paths(value))
 
-        # Ports only in the pod's own variables: what it inherits from this host is not its own.
-        env = {
-            k: rewrite(v) if os.environ.get(k) != v else rewrite_paths(v) for k, v in env.items()
-        }
+        # Only the pod's own variables: what this host and the runner set (PATH, KUBECONFIG) are
+        # this host's paths, which a mount such as /tmp must not redirect into the pod.
+        env = {k: rewrite(v) if k in own else v for k, v in env.items()}
         argv = [rewrite(_expand(a, env)) for a in argv]
         log = open(pod_dir / "logs" / f"{container['name']}.log", "ab")  # noqa: SIM115 (owned by the process)
         try:
@@ -457,9 +456,11 @@ class PodRunner:
 
     def _environment(
         self, pod: dict[str, Any], container: dict[str, Any], pod_ip: str
-    ) -> dict[str, str]:
+    ) -> tuple[dict[str, str], set[str]]:
+        """The container's environment, and the names the pod itself sets (env, envFrom)."""
         meta = pod["metadata"]
         env = dict(os.environ)
+        own: set[str] = set()
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         env["HOSTNAME"] = pod.get("spec", {}).get("hostname") or meta["name"]
         if self.kubeconfig is not None:
@@ -473,14 +474,17 @@ class PodRunner:
             else:
                 data = self._object_data("secrets", meta["namespace"], source["secretRef"], None)
             env.update({prefix + k: v for k, v in (data or {}).items()})
+            own.update(prefix + k for k in data or {})
         for var in container.get("env") or []:
             if "value" in var:
                 env[var["name"]] = _expand(var["value"], env)
+                own.add(var["name"])
             elif "valueFrom" in var:
                 value = self._value_from(pod, var["valueFrom"], pod_ip)
                 if value is not None:
                     env[var["name"]] = value
-        return env
+                    own.add(var["name"])
+        return env, own
 
     def _value_from(self, pod: dict[str, Any], source: dict[str, Any], pod_ip: str) -> str | None:
         meta = pod["metadata"]
