@@ -42,17 +42,19 @@ class Connection:
                 raise AgentError(f"no cluster configured: {exc}", NO_CLUSTER_HINT) from None
             found = namespace or IN_CLUSTER_NAMESPACE.read_text().strip()
             return cls(KubeClient(client.ApiClient(), "proctor-agent"), found or "default")
+        # Read KUBECONFIG now: the client library reads it once, when it is imported.
+        kubeconfig = os.environ.get("KUBECONFIG") or None
         try:
-            api = config.new_client_from_config()
+            api = config.new_client_from_config(config_file=kubeconfig)
         except (config.ConfigException, OSError) as exc:
             raise AgentError(f"no cluster configured: {exc}", NO_CLUSTER_HINT) from None
-        return cls(KubeClient(api, "proctor-agent"), namespace or context_namespace())
+        return cls(KubeClient(api, "proctor-agent"), namespace or context_namespace(kubeconfig))
 
 
-def context_namespace() -> str:
+def context_namespace(kubeconfig: str | None = None) -> str:
     """The current kubeconfig context's namespace, `default` when it names none."""
     try:
-        _, active = config.list_kube_config_contexts()
+        _, active = config.list_kube_config_contexts(config_file=kubeconfig)
     except (config.ConfigException, OSError):
         return "default"
     namespace = (active or {}).get("context", {}).get("namespace")

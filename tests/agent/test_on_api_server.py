@@ -1,0 +1,148 @@
+"""The library against a real (emulated) API server, with no operator: what the API server
+refuses, what storage holds, and what status says are read as they are. The operator's part of
+status is written through the status subresource, as the operator writes it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from proctor.agent import AgentError, conclude, fetch_bundle, list_bundles, study, submit
+from proctor.agent.study import configmap_name
+from tests.agent.real_bundle import at, write_bundle
+from tests.support.crd_schema import REPO
+
+pytestmark = pytest.mark.kubectl
+DIGITS = REPO / "examples" / "digits" / "experiment.yaml"
+
+
+def manifest(tmp_path: Path, name: str, **spec) -> Path:
+    document = yaml.safe_load(DIGITS.read_text())
+    document["metadata"]["name"] = name
+    document["spec"].update(spec)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def test_submit_creates_once_and_a_second_submit_of_the_name_teaches_a_new_name(
+    connection, tmp_path
+):
+    result = submit(connection, manifest(tmp_path, "first"))
+    [created] = result.submitted
+    assert (created.kind, created.name, created.namespace) == ("Experiment", "first", "default")
+    assert created.uid
+    with pytest.raises(AgentError) as caught:
+        submit(connection, manifest(tmp_path, "first"))
+    assert "exists already" in caught.value.message
+    assert "inspiredBy" in caught.value.hint
+
+
+def test_a_conclusion_before_the_run_ended_is_refused_with_the_api_servers_reason(
+    connection, tmp_path
+):
+    submit(connection, manifest(tmp_path, "early"))
+    with pytest.raises(AgentError) as caught:
+        conclude(connection, "early", "effective", "acc 0.96 at step 300", "none", settle=0)
+    assert "only after the run has ended" in caught.value.message
+    assert "proctor wait early" in caught.value.hint
+
+
+def test_a_conclusion_after_the_run_is_written_as_a_merge_patch_of_the_conclusion_alone(
+    api, connection, tmp_path
+):
+    submit(connection, manifest(tmp_path, "ended"))
+    api.patch_status("exp/ended", {"phase": "Succeeded"})
+    result = conclude(connection, "ended", "ineffective", "acc 0.91 vs 0.95", "go deeper", settle=0)
+    assert result.conclusion.verdict == "ineffective"
+    assert result.phase == "Succeeded"  # no operator here to mark it Concluded
+    stored = json.loads(api.kubectl("get", "exp/ended", "-o", "json").stdout)
+    assert stored["spec"]["conclusion"] == {
+        "verdict": "ineffective",
+        "evidence": "acc 0.91 vs 0.95",
+        "learnings": "go deeper",
+    }
+    assert stored["spec"]["training"]["budget"]["maxSteps"] == 300  # the rest untouched
+
+
+def test_bundles_are_the_union_of_status_and_storage_oldest_first_and_fetch_downloads_one(
+    api, connection, tmp_path
+):
+    store = tmp_path / "bundles"
+    submit(connection, manifest(tmp_path, "nan", recovery={"bundleURI": store.as_uri()}))
+    mirrored = write_bundle(store, "default", "nan", at(10), step=31, key="a")
+    unmirrored = write_bundle(store, "default", "nan", at(20), step=62, key="b")
+    api.patch_status(
+        "exp/nan",
+        {
+            "phase": "Training",
+            "anomalyCount": 1,
+            "anomalies": [
+                {
+                    "kind": "NonFiniteLoss",
+                    "severity": "Critical",
+                    "time": "2026-11-22T08:10:00Z",
+                    "step": 31,
+                    "message": "loss is nan at step 31",
+                    "bundleURI": mirrored,
+                }
+            ],
+        },
+    )
+    listing = list_bundles(connection, "nan")
+    assert [b.uri for b in listing.bundles] == [mirrored, unmirrored]
+    first, second = listing.bundles
+    assert (first.in_status, first.in_storage) == (True, True)
+    assert (second.in_status, second.in_storage) == (False, True)
+    assert (second.kind, second.step, second.severity) == ("NonFiniteLoss", 62, "Critical")
+    assert second.summary == "loss is nan at step 62"
+    assert listing.searched == [f"{store.as_uri()}/default/nan"]
+    assert unmirrored in listing.next
+
+    fetched = fetch_bundle(unmirrored, tmp_path / "fetched")
+    assert sorted(fetched.files) == ["bundle.json", "metrics.png", "recovery.md"]
+    prompt = Path(str(fetched.recovery_prompt)).read_text()
+    assert "AdjustHyperparameters" in prompt
+    assert json.loads((tmp_path / "fetched" / "bundle.json").read_text())["finding"]["step"] == 62
+
+
+def test_fetching_a_place_that_holds_no_bundle_says_where_to_find_one(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(AgentError) as caught:
+        fetch_bundle((tmp_path / "empty").as_uri(), tmp_path / "out")
+    assert "no bundle at" in caught.value.message
+    assert "proctor bundles NAME" in caught.value.hint
+
+
+def test_study_without_a_digest_says_when_one_is_written(api, connection, tmp_path):
+    with pytest.raises(AgentError) as caught:
+        study(connection, "vision")
+    assert caught.value.message.startswith(
+        "no digest yet for study vision: it is written every 10 concluded experiments"
+    )
+    assert "proctor.dev/study=vision" in caught.value.hint
+
+
+def test_study_reads_the_digest_the_configmap_links(api, connection, tmp_path):
+    where = tmp_path / "studies" / "digits"
+    where.mkdir(parents=True)
+    (where / "digest.md").write_text("# Study digits\n\nBest: wide (0.97)\n")
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": configmap_name("digits")},
+        "data": {
+            "digestURI": (where / "digest.md").as_uri(),
+            "resultsURI": (where / "results.tsv").as_uri(),
+            "concluded": "10",
+            "updated": "2026-11-22T08:00:00Z",
+        },
+    }
+    api.kubectl("apply", "-f", "-", input=json.dumps(configmap))
+    digest = study(connection, "digits")
+    assert digest.digest.startswith("# Study digits")
+    assert digest.concluded == 10
+    assert digest.as_json()["digestURI"] == (where / "digest.md").as_uri()
