@@ -18,9 +18,9 @@ LAYER_PASSES = f'{LAYER_RUNS}{{outcome="Passed"}}'
 def _pass_rate() -> str:
     passed = f"sum by (layer) ({events(LAYER_PASSES, '$__range')})"
     runs = f"sum by (layer) ({events(LAYER_RUNS, '$__range')})"
-    # A layer that only failed has no Passed series: `or ... * 0` shows it at 0% instead of
-    # leaving it off the panel.
-    return f"({passed} or {runs} * 0) / {runs}"
+    # The operator starts every (layer, outcome) series at 0, so a layer that only failed reads
+    # 0%; a layer that did not run in the range (no runs) is left off rather than shown as NaN.
+    return f"{passed} / ({runs} > 0)"
 
 
 def build() -> dashboard.Dashboard:

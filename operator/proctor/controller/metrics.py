@@ -34,6 +34,7 @@ from proctor.api.v1alpha1 import (
     ExperimentConditionType,
     ExperimentPhase,
     ExperimentStatus,
+    LayerName,
     find_condition,
 )
 
@@ -97,6 +98,11 @@ class OperatorMetrics:
             buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 3600),
             registry=self.registry,
         )
+        # Every (layer, outcome) series exists from the start at 0, so increase() over a window
+        # counts a series' first run too (a series born at 1 reads as no increase).
+        for layer in LayerName:
+            for outcome in ("Passed", "Failed"):
+                self.layer_seconds.labels(layer.value, outcome)
         self.checks = Counter(
             "proctor_operator_checks",
             "Pyramid check outcomes.",
