@@ -597,10 +597,6 @@ def _expand(value: str, env: dict[str, str]) -> str:
     return _VAR_REF.sub(lambda m: env.get(m.group(1), m.group(0)), value)
 
 
-def _replace_with(local: str) -> Callable[[re.Match[str]], str]:
-    return lambda match: match.group(1) + local
-
-
 def _map_path(path: str, mounts: dict[str, Path]) -> str:
     for mount in sorted(mounts, key=len, reverse=True):
         if path == mount or path.startswith(mount.rstrip("/") + "/"):
@@ -624,17 +620,19 @@ def _rewriter(
     )
     # A mount path counts where a path can start: at the beginning, after whitespace, `=`, `:`,
     # a quote or a redirection, and only up to a path boundary (so /data does not match /database).
-    patterns = [
-        (
-            re.compile(rf"(^|[\s=:'\"<>(]){re.escape(mount.rstrip('/'))}(?=/|$|[\s'\";)])"),
-            str(local),
-        )
-        for mount, local in sorted(mounts.items(), key=lambda item: len(item[0]), reverse=True)
-    ]
+    # One pass over every mount, longest first: a path already mapped is never mapped again (the
+    # local directory of /var/spool lies under this host's /tmp, which a pod may mount too).
+    locals_by_mount = {m.rstrip("/"): str(local) for m, local in mounts.items() if m.rstrip("/")}
+    ordered = sorted(locals_by_mount, key=len, reverse=True)
+    paths = (
+        re.compile(r"(^|[\s=:'\"<>(])(" + "|".join(map(re.escape, ordered)) + r")(?=/|$|[\s'\";)])")
+        if ordered
+        else None
+    )
 
     def rewrite(value: str) -> str:
-        for pattern, local in patterns:
-            value = pattern.sub(_replace_with(local), value)
+        if paths is not None:
+            value = paths.sub(lambda m: m.group(1) + locals_by_mount[m.group(2)], value)
         return host.sub("127.0.0.1", value) if host else value
 
     return rewrite
