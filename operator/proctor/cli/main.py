@@ -6,7 +6,18 @@ import argparse
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from proctor.cli import agent, cluster, controller, crds, pyramid, train, validate, watchdog
+from proctor.cli import (
+    agent,
+    bundle,
+    cluster,
+    controller,
+    crds,
+    local,
+    pyramid,
+    train,
+    validate,
+    watchdog,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,8 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"proctor {_version()}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    bundle.add_parser(commands)
     cluster.add_parser(commands)
     crds.add_parser(commands)
+    local.add_parser(commands)
     controller.add_parser(commands)
     pyramid.add_parser(commands)
     train.add_parser(commands)
