@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
@@ -16,8 +17,10 @@ import pytest
 import yaml
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.shared.exceptions import MCPError
 
 from proctor.cli.agent import add_fetch_parser
+from tests.agent.real_bundle import write_bundle
 from tests.support.cluster import RunningCluster, running_cluster
 from tests.support.crd_schema import REPO
 from tests.support.operator import OperatorProcess, digits_experiment, wait_for
@@ -178,7 +181,7 @@ def test_an_agent_runs_the_loop_through_the_cli(cluster, operator, careless, tmp
     assert "next: concluded" in text
 
 
-async def _mcp_session(cluster, tmp_path, careless_done: bool) -> None:
+async def _mcp_session(cluster, tmp_path) -> None:
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "proctor.cli.main", "mcp", "--namespace", "default"],
@@ -197,6 +200,7 @@ async def _mcp_session(cluster, tmp_path, careless_done: bool) -> None:
             "quick",
             validation={"skip": {"reason": "the agent tools are under test, not the code"}},
             training={"budget": {"maxSteps": 40, "maxDuration": "3m"}},
+            recovery={"bundleURI": (tmp_path / "bundles").as_uri()},
         )
         result = await session.call_tool("submit", {"manifest": healthy.read_text()})
         assert not result.is_error, result.content
@@ -249,16 +253,24 @@ async def _mcp_session(cluster, tmp_path, careless_done: bool) -> None:
         assert [t.uri_template for t in templates.resource_templates] == [
             "proctor://experiments/{namespace}/{name}/recovery"
         ]
-        if careless_done:
-            resource = await session.read_resource(
-                "proctor://experiments/default/careless/recovery"
-            )
-            prompt = resource.contents[0].text
-            assert "NonFiniteLoss" in prompt
-            assert "AdjustHyperparameters" in prompt
+        # The run was healthy; a bundle the watchdog's own code writes into its store stands
+        # in for an anomaly, so the resource is read from a real bundle directory.
+        missing = await _read_error(session, "proctor://experiments/default/quick/recovery")
+        assert "no recovery bundle" in missing
+        write_bundle(tmp_path / "bundles", "default", "quick", datetime.now(UTC), step=17)
+        resource = await session.read_resource("proctor://experiments/default/quick/recovery")
+        prompt = resource.contents[0].text
+        assert "NonFiniteLoss" in prompt
+        assert "AdjustHyperparameters" in prompt
 
 
-def test_the_mcp_tools_round_trip_through_the_sdk_client(cluster, operator, careless, tmp_path):
-    _, bundles = careless
-    careless_done = any(bundles.rglob("recovery.md"))
-    anyio.run(_mcp_session, cluster, tmp_path, careless_done)
+async def _read_error(session: ClientSession, uri: str) -> str:
+    try:
+        await session.read_resource(uri)
+    except MCPError as exc:
+        return str(exc)
+    raise AssertionError(f"reading {uri} succeeded")
+
+
+def test_the_mcp_tools_round_trip_through_the_sdk_client(cluster, operator, tmp_path):
+    anyio.run(_mcp_session, cluster, tmp_path)
