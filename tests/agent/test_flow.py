@@ -4,7 +4,6 @@ reading --output json) and through `proctor mcp` with the MCP SDK's own client."
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -19,7 +18,6 @@ from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.shared.exceptions import MCPError
 
-from proctor.cli.agent import add_fetch_parser
 from tests.agent.real_bundle import write_bundle
 from tests.support.cluster import RunningCluster, running_cluster
 from tests.support.crd_schema import REPO
@@ -147,10 +145,9 @@ def test_an_agent_runs_the_loop_through_the_cli(cluster, operator, careless, tmp
     assert newest["kind"] == "NonFiniteLoss"
     assert newest["summary"]
 
-    fetch = argparse.ArgumentParser(prog="proctor bundle")
-    add_fetch_parser(fetch.add_subparsers())
-    args = fetch.parse_args(["fetch", newest["uri"], str(tmp_path / "bundle"), "-o", "json"])
-    assert args.run(args) == 0
+    code, body, _ = proctor(cluster, "bundle", "fetch", newest["uri"], str(tmp_path / "bundle"))
+    assert code == 0, body
+    assert sorted(body["files"]) == ["bundle.json", "metrics.png", "recovery.md"]
     assert (tmp_path / "bundle" / "recovery.md").read_text().startswith("#")
 
     # An anomaly stopped this run: the operator refuses a verdict that ignores it.
