@@ -19,8 +19,8 @@ from proctor.kube import KubeClient
 API_VERSION = "proctor.dev/v1alpha1"
 IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 NO_CLUSTER_HINT = (
-    "point KUBECONFIG at your cluster's kubeconfig (for the local emulated cluster: "
-    "`proctor cluster up` prints it)"
+    "point KUBECONFIG at your cluster's kubeconfig (locally: `proctor local up` starts the "
+    "emulated cluster with the operator and prints the export line)"
 )
 
 
