@@ -47,11 +47,13 @@ check-generated: setup
 	$(BIN)/python -m dashboards.generate --check || status=1; \
 	exit $$status
 
-## Run the demo on the embedded local cluster.
+## The demo, on the emulated cluster (proctor local run): three digits experiments. One passes
+## the pyramid and trains; the pyramid stops one with a planted bug; the watchdog catches one whose
+## loss goes non-finite, and its recovery bundle is shown. Exit 0 when each ends as designed.
 demo: setup
-	@echo "make demo: coming soon. It lands with the local-mode issue (proctor local run)."
-	@echo "Today it checks the example manifests without a cluster:"
-	$(BIN)/proctor validate examples/digits/experiment.yaml examples/digits/pyramid.yaml
+	$(BIN)/proctor local run --code-path examples/digits \
+		--expect digits-detached=Failed --expect digits-lr-restart=Failed \
+		examples/demo/healthy.yaml examples/demo/planted-bug.yaml examples/demo/lr-restart.yaml
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

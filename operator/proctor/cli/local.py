@@ -60,6 +60,14 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.add_argument("--output", choices=("table", "json"), default="table")
     run.add_argument("--timeout", type=float, default=1800, help="seconds to wait (default 1800)")
     run.add_argument(
+        "--expect",
+        action="append",
+        default=[],
+        metavar="NAME=PHASE",
+        help="the run NAME should end in PHASE (Succeeded, Failed, Blocked, Concluded) for the "
+        "exit code to be 0; unnamed runs should succeed (repeatable)",
+    )
+    run.add_argument(
         "--replace",
         action="store_true",
         help="delete objects of the same names first (with --kubeconfig: they may exist)",
@@ -109,14 +117,15 @@ def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from proctor.local.manifests import ApplyError, read_manifests
-    from proctor.local.summary import ExitCode
+    from proctor.local.summary import ExitCode, parse_expectations
 
     # Not a terminal (a log, a pipe): wide enough that the final table needs no wrapping.
     width = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 120
     console = Console(stderr=args.output == "json", width=width)
     try:
+        args.expected = parse_expectations(args.expect)
         documents = read_manifests(args.files, args.namespace)
-    except ApplyError as exc:
+    except (ApplyError, ValueError) as exc:
         console.print(f"[red]proctor local run:[/red] {exc}", highlight=False)
         return ExitCode.INVALID
     try:
@@ -197,7 +206,7 @@ def _follow(
         if process is not None:
             process.stop()
     log_path = str(operator / "operator.log") if operator else "(the cluster's operator)"
-    code = exit_code(outcome.views, outcome.timed_out)
+    code = exit_code(outcome.views, outcome.timed_out, args.expected)
     if args.output == "json":
         record = summary_json(
             outcome.views,
@@ -205,10 +214,11 @@ def _follow(
             timed_out=outcome.timed_out,
             bundle_uri=bundle_uri,
             log=log_path,
+            expected=args.expected,
         )
         print(json.dumps(record, indent=2))
         return code
-    console.print(view.final_table(outcome.views))
+    console.print(view.final_table(outcome.views, args.expected))
     console.print(view.findings(outcome.views), end="")
     for run in outcome.views:
         for anomaly in run.anomalies[:1]:  # one bundle per run; the rest are named in the table

@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from proctor.local.progress import LayerView, RunView, TrainingView
+from proctor.local.summary import as_expected
 
 _PHASE_STYLE = {
     "Succeeded": "bold green",
@@ -58,7 +59,7 @@ def run_panel(view: RunView) -> Panel:
                 where,
             )
         )
-    if view.message and (view.blocked or view.phase == "Failed"):
+    if view.message and (view.blocked or (view.phase == "Failed" and not view.failed_layer)):
         lines.append(Text(_short(view.message), style="yellow" if view.blocked else "red"))
     phase = "Blocked" if view.blocked else view.phase
     title = Text.assemble((view.name, "bold"), "  ", (phase, _PHASE_STYLE.get(phase, "")))
@@ -116,23 +117,31 @@ def training_line(training: TrainingView) -> RenderableType:
     return table
 
 
-def final_table(views: list[RunView]) -> Table:
-    """One row per run: how far it got and what went wrong; `findings` says why."""
+def final_table(views: list[RunView], expected: dict[str, str] | None = None) -> Table:
+    """One row per run: how far it got and what went wrong; `findings` says why. With
+    `expected` phases (--expect), a last column says whether each run ended as expected."""
     table = Table(title="proctor local run", title_justify="left")
     table.add_column("experiment", style="bold", no_wrap=True)
     table.add_column("phase", no_wrap=True)
     table.add_column("pyramid", no_wrap=True)
     table.add_column("training", no_wrap=True)
     table.add_column("anomalies")
+    if expected:
+        table.add_column("expected", no_wrap=True)
     for view in views:
         phase = "Blocked" if view.blocked else view.phase
-        table.add_row(
-            view.name,
+        cells = [
+            Text(view.name),
             Text(phase, style=_PHASE_STYLE.get(phase, "")),
             _pyramid_cell(view),
             _training_cell(view),
             _anomalies_cell(view),
-        )
+        ]
+        if expected:
+            wanted = expected.get(view.name, "Succeeded")
+            ok = as_expected(view, expected)
+            cells.append(Text(f"{'✓' if ok else '✗'} {wanted}", style="green" if ok else "red"))
+        table.add_row(*cells)
     return table
 
 

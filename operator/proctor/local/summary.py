@@ -8,34 +8,64 @@ from typing import Any
 
 from proctor.local.progress import RunView
 
+PHASES = {"Succeeded", "Failed", "Concluded", "Blocked"}
+
 
 class ExitCode(IntEnum):
-    SUCCEEDED = 0  # every run succeeded
-    FAILED = 1  # at least one run failed or is blocked by a guardrail
+    SUCCEEDED = 0  # every run ended as expected (Succeeded, unless --expect says otherwise)
+    FAILED = 1  # at least one run did not: it failed, or is blocked by a guardrail
     INVALID = 2  # a manifest is invalid or the cluster refused it: nothing ran
     TIMED_OUT = 3  # --timeout passed before every run finished
 
 
-def exit_code(views: list[RunView], timed_out: bool) -> ExitCode:
+def parse_expectations(items: list[str]) -> dict[str, str]:
+    """`--expect NAME=PHASE` flags as {name: phase}; ValueError says how to write one."""
+    expected = {}
+    for item in items:
+        name, _, phase = item.partition("=")
+        if not name or phase not in PHASES:
+            raise ValueError(
+                f"--expect {item!r}: write NAME=PHASE, PHASE one of {', '.join(sorted(PHASES))}"
+            )
+        expected[name] = phase
+    return expected
+
+
+def as_expected(view: RunView, expected: dict[str, str]) -> bool:
+    phase = "Blocked" if view.blocked else view.phase
+    wanted = expected.get(view.name)
+    return view.succeeded if wanted is None else phase == wanted
+
+
+def exit_code(
+    views: list[RunView], timed_out: bool, expected: dict[str, str] | None = None
+) -> ExitCode:
     if timed_out:
         return ExitCode.TIMED_OUT
-    if all(view.succeeded for view in views):
+    if all(as_expected(view, expected or {}) for view in views):
         return ExitCode.SUCCEEDED
     return ExitCode.FAILED
 
 
 def summary_json(
-    views: list[RunView], *, elapsed: float, timed_out: bool, bundle_uri: str | None, log: str
+    views: list[RunView],
+    *,
+    elapsed: float,
+    timed_out: bool,
+    bundle_uri: str | None,
+    log: str,
+    expected: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The whole outcome, one object: what each run did and where its bundles are."""
+    code = exit_code(views, timed_out, expected)
     return {
-        "succeeded": exit_code(views, timed_out) == ExitCode.SUCCEEDED,
-        "exitCode": int(exit_code(views, timed_out)),
+        "succeeded": code == ExitCode.SUCCEEDED,
+        "exitCode": int(code),
         "timedOut": timed_out,
         "elapsedSeconds": round(elapsed, 1),
         "bundleURI": bundle_uri,
         "operatorLog": log,
-        "runs": [_run(view) for view in views],
+        "runs": [{**_run(view), "asExpected": as_expected(view, expected or {})} for view in views],
     }
 
 
