@@ -75,6 +75,13 @@ def test_a_wait_for_success_ends_as_soon_as_waiting_cannot_help(phase, outcome):
     assert decide(report(phase), ["Succeeded"]) == outcome
 
 
+def test_a_wait_for_the_conclusion_outlasts_the_end_of_the_run():
+    assert decide(report("Succeeded"), ["Concluded"]) is None
+    assert decide(report("Failed"), ["Concluded"]) is None
+    assert decide(report("Concluded"), ["Concluded"]) == "reached"
+    assert decide(report("Concluded"), ["Succeeded"]) == "ended"
+
+
 def test_waiting_for_blocked_is_reaching_it():
     assert decide(report("Blocked"), ["Blocked"]) == "reached"
 

@@ -57,7 +57,9 @@ def decide(report: ExperimentReport, awaited: list[str]) -> WaitOutcome | None:
     if report.phase in awaited:
         return "reached"
     if report.phase in FINAL_PHASES:
-        return "ended"
+        # A conclusion can still follow Succeeded or Failed; nothing follows Concluded.
+        ended = report.phase == ExperimentPhase.CONCLUDED or "Concluded" not in awaited
+        return "ended" if ended else None
     if report.phase == ExperimentPhase.BLOCKED:
         return "blocked"
     return None

@@ -41,7 +41,8 @@ from proctor.agent.models import (
     SubmitResult,
     WaitResult,
 )
-from proctor.agent.waiting import PHASES, Progress
+from proctor.agent.waiting import Progress
+from proctor.api.v1alpha1 import ExperimentPhase
 
 T = TypeVar("T")
 RECOVERY_URI = "proctor://experiments/{namespace}/{name}/recovery"
@@ -118,8 +119,7 @@ def build_server(namespace: str | None = None) -> MCPServer:
     async def wait_tool(
         name: Name,
         phases: Annotated[
-            list[Literal[tuple(PHASES)]],  # type: ignore[valid-type]
-            Field(min_length=1, description="Awaited phases."),
+            list[ExperimentPhase], Field(min_length=1, description="Awaited phases.")
         ],
         ctx: Context,
         timeout: Annotated[float, Field(gt=0, le=86400, description="Seconds, at most.")] = 1800,
@@ -129,7 +129,9 @@ def build_server(namespace: str | None = None) -> MCPServer:
             anyio.from_thread.run(ctx.report_progress, step.count, None, step.message)
 
         def blocking() -> WaitResult:
-            return _teach(lambda: wait(connect(namespace), name, list(phases), timeout, progress))
+            return _teach(
+                lambda: wait(connect(namespace), name, [p.value for p in phases], timeout, progress)
+            )
 
         return await anyio.to_thread.run_sync(blocking)
 
