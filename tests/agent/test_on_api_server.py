@@ -120,10 +120,29 @@ def test_fetching_a_place_that_holds_no_bundle_says_where_to_find_one(tmp_path):
 def test_study_without_a_digest_says_when_one_is_written(api, connection, tmp_path):
     with pytest.raises(AgentError) as caught:
         study(connection, "vision")
-    assert caught.value.message.startswith(
-        "no digest yet for study vision: it is written every 10 concluded experiments"
+    assert caught.value.message == (
+        "no digest yet for study vision: it is written every 10 concluded experiments; "
+        "0 of its 0 experiments are concluded so far"
     )
     assert "proctor.dev/study=vision" in caught.value.hint
+
+
+def test_study_without_a_digest_counts_its_members_and_reads_their_period(
+    api, connection, tmp_path
+):
+    path = manifest(tmp_path, "speech-1")
+    document = yaml.safe_load(path.read_text())
+    document["metadata"]["labels"] = {"proctor.dev/study": "speech"}
+    document["metadata"]["annotations"] = {"proctor.dev/digest-every": "3"}
+    path.write_text(yaml.safe_dump(document))
+    submit(connection, path)
+    api.patch_status("exp/speech-1", {"phase": "Concluded"})
+    with pytest.raises(AgentError) as caught:
+        study(connection, "speech")
+    assert caught.value.message == (
+        "no digest yet for study speech: it is written every 3 concluded experiments; "
+        "1 of its 1 experiments are concluded so far"
+    )
 
 
 def test_study_reads_the_digest_the_configmap_links(api, connection, tmp_path):

@@ -9,6 +9,8 @@ the open questions.
 
 from __future__ import annotations
 
+from typing import Any
+
 from proctor.agent.connection import API_VERSION, Connection
 from proctor.agent.errors import AgentError
 from proctor.agent.models import StudyDigest
@@ -17,6 +19,7 @@ from proctor.kube import KubeError
 from proctor.storage import open_store
 
 DIGEST_EVERY_DEFAULT = 10
+EVERY_ANNOTATION = "proctor.dev/digest-every"
 DIGEST_FILE = "digest.md"
 
 
@@ -45,13 +48,7 @@ def study(connection: Connection, name: str) -> StudyDigest:
             "check that the cluster answers (`kubectl get configmaps`), then ask again",
         ) from None
     if configmap is None:
-        raise AgentError(
-            f"no digest yet for study {name}: it is written every {DIGEST_EVERY_DEFAULT} "
-            f"concluded experiments (by default){_concluded_so_far(connection, name)}",
-            f"label experiments `{STUDY_LABEL}: {name}` and conclude them "
-            "(`proctor conclude NAME ...`); meanwhile read their conclusions with "
-            f"`kubectl get exp -l {STUDY_LABEL}={name}`",
-        )
+        raise _no_digest_yet(connection, name)
     data = configmap.get("data") or {}
     digest_uri = data.get("digestURI")
     if not digest_uri:
@@ -80,12 +77,36 @@ def study(connection: Connection, name: str) -> StudyDigest:
     )
 
 
-def _concluded_so_far(connection: Connection, name: str) -> str:
+def digest_every(members: list[dict[str, Any]]) -> int:
+    """The study's digest period before its ConfigMap exists: the newest member's
+    proctor.dev/digest-every annotation, else the default (the operator's rule, in
+    proctor.controller.study_digest, which this client-side package may not import)."""
+    newest = sorted(
+        members,
+        key=lambda o: (o["metadata"].get("creationTimestamp") or "", o["metadata"]["name"]),
+    )
+    for obj in reversed(newest):
+        value = str((obj["metadata"].get("annotations") or {}).get(EVERY_ANNOTATION, ""))
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return DIGEST_EVERY_DEFAULT
+
+
+def _no_digest_yet(connection: Connection, name: str) -> AgentError:
+    hint = (
+        f"label experiments `{STUDY_LABEL}: {name}` and conclude them "
+        "(`proctor conclude NAME ...`); meanwhile read their conclusions with "
+        f"`kubectl get exp -l {STUDY_LABEL}={name}`"
+    )
     try:
         members = connection.kube.select(
             API_VERSION, "Experiment", connection.namespace, {STUDY_LABEL: name}
         )
     except KubeError:
-        return ""  # the count is a courtesy; the message stands without it
-    concluded = sum(1 for e in members if (e.get("status") or {}).get("phase") == "Concluded")
-    return f"; {concluded} of its {len(members)} experiments are concluded so far"
+        members = None  # the count is a courtesy; the message stands without it
+    every = digest_every(members or [])
+    message = f"no digest yet for study {name}: it is written every {every} concluded experiments"
+    if members is not None:
+        concluded = sum(1 for e in members if (e.get("status") or {}).get("phase") == "Concluded")
+        message += f"; {concluded} of its {len(members)} experiments are concluded so far"
+    return AgentError(message, hint)
