@@ -1,0 +1,179 @@
+"""The demo through `proctor local run`, as a newcomer runs it: the emulated cluster, the operator
+and the pods are real processes; the three outcomes, the bundle's parts and the JSON output are
+read from what actually ran."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.crd_schema import REPO
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+DEMO = REPO / "examples" / "demo"
+DIGITS = REPO / "examples" / "digits"
+PROCTOR = [sys.executable, "-m", "proctor.cli.main"]
+
+
+def _local_run(state: Path, *args: str, timeout: float = 360) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*PROCTOR, "local", "run", "--state-dir", str(state), "--code-path", str(DIGITS), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], dict, Path]:
+    state = tmp_path_factory.mktemp("local")
+    result = _local_run(
+        state,
+        "--output",
+        "json",
+        "--expect",
+        "digits-detached=Failed",
+        "--expect",
+        "digits-lr-restart=Failed",
+        *(str(DEMO / name) for name in ("healthy.yaml", "planted-bug.yaml", "lr-restart.yaml")),
+    )
+    assert result.stdout.strip(), f"no JSON on stdout; stderr:\n{result.stderr[-3000:]}"
+    return result, json.loads(result.stdout), state
+
+
+def _runs(record: dict) -> dict[str, dict]:
+    return {run["name"]: run for run in record["runs"]}
+
+
+def _pods(state: Path) -> list[str]:
+    """The pods the cluster ran, by name: each left its directory under the run's state."""
+    [run_dir] = (state / "runs").iterdir()
+    return sorted(p.name for p in (run_dir / "pods" / "default").iterdir())
+
+
+def test_the_demo_ends_as_designed_and_says_so_in_its_exit_code(demo):
+    result, record, _ = demo
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (record["exitCode"], record["succeeded"], record["timedOut"]) == (0, True, False)
+    assert [run["asExpected"] for run in record["runs"]] == [True, True, True]
+
+
+def test_the_healthy_experiment_passes_the_pyramid_and_trains_its_budget(demo):
+    _, record, state = demo
+    healthy = _runs(record)["digits-healthy"]
+    assert healthy["phase"] == "Succeeded"
+    assert [layer["phase"] for layer in healthy["pyramid"]] == ["Passed"] * 4
+    assert all(
+        check["verdict"] in ("Passed", "Skipped")
+        for layer in healthy["pyramid"]
+        for check in layer["checks"]
+    )
+    assert healthy["training"]["step"] == healthy["training"]["maxSteps"] == 300
+    assert healthy["anomalies"] == []
+    assert any(name.startswith("digits-healthy-train-") for name in _pods(state))
+
+
+def test_the_planted_bug_is_stopped_at_l1_and_never_trains(demo):
+    _, record, state = demo
+    detached = _runs(record)["digits-detached"]
+    assert detached["phase"] == "Failed"
+    assert [layer["phase"] for layer in detached["pyramid"]] == [
+        "Passed",
+        "Failed",
+        "Pending",
+        "Pending",
+    ]
+    failed = {c["name"]: c for c in detached["pyramid"][1]["checks"] if c["verdict"] == "Failed"}
+    assert "gradients_present" in failed
+    assert "hidden.weight" in failed["gradients_present"]["message"]
+    assert detached["training"] is None
+    pods = [name for name in _pods(state) if name.startswith("digits-detached-")]
+    assert pods, "its pyramid ran as pods"
+    assert not [name for name in pods if "-train-" in name], "no training Job may run"
+    assert not [name for name in pods if "-l2-" in name or "-l3-" in name], "L2, L3 never start"
+
+
+def test_the_learning_rate_restart_trips_the_watchdog_and_its_bundle_has_every_part(demo):
+    _, record, _ = demo
+    restart = _runs(record)["digits-lr-restart"]
+    assert restart["phase"] == "Failed"
+    assert [layer["phase"] for layer in restart["pyramid"]] == ["Passed"] * 4
+    anomaly = restart["anomalies"][0]
+    assert (anomaly["kind"], anomaly["severity"]) == ("NonFiniteLoss", "Critical")
+    assert anomaly["step"] > 400, "the loss goes non-finite after the restart at step 400"
+    where = Path(anomaly["bundleURI"].removeprefix("file://"))
+    assert where.is_relative_to(Path(record["bundleURI"].removeprefix("file://")))
+    bundle = json.loads((where / "bundle.json").read_text())
+    assert bundle["schemaVersion"] == "proctor.dev/bundle/v1"
+    assert bundle["finding"]["kind"] == "NonFiniteLoss"
+    assert bundle["experiment"]["hypothesis"]["statement"].startswith("A warm restart")
+    assert [layer["phase"] for layer in bundle["pyramid"]] == ["Passed"] * 4
+    assert bundle["metrics"], "the metric window around the finding"
+    assert (where / "metrics.png").read_bytes().startswith(b"\x89PNG")
+    assert "AdjustHyperparameters" in (where / "recovery.md").read_text()
+
+
+def test_bundle_show_renders_the_demo_bundle(demo):
+    _, record, _ = demo
+    uri = _runs(record)["digits-lr-restart"]["anomalies"][0]["bundleURI"]
+    shown = subprocess.run(
+        [*PROCTOR, "bundle", "show", uri],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert shown.returncode == 0, shown.stderr
+    for part in (
+        "default/digits-lr-restart",
+        "NonFiniteLoss (Critical)",
+        "metrics.png",
+        "What happened",
+    ):
+        assert part in shown.stdout, part
+
+
+def test_the_live_view_in_a_terminal_ends_with_the_final_table(tmp_path):
+    """Under a pseudo-terminal of a fixed size, as a person sees it; a failed run exits 1."""
+    command = shlex.join(
+        [
+            *PROCTOR,
+            "local",
+            "run",
+            "--state-dir",
+            str(tmp_path),
+            "--code-path",
+            str(DIGITS),
+            str(DEMO / "planted-bug.yaml"),
+        ]
+    )
+    transcript = tmp_path / "terminal.txt"
+    result = subprocess.run(
+        ["script", "-qfec", f"stty cols 120 rows 40; {command}", str(transcript)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", transcript.read_text(errors="replace"))
+    assert result.returncode == 1, screen[-3000:]
+    assert "digits-detached  Validating" in screen, "the live panel, while it ran"
+    table = screen[screen.rindex("proctor local run") :]
+    row = next(line for line in table.splitlines() if "digits-detached" in line)
+    cells = [cell.strip() for cell in row.strip("│ ").split("│")]
+    assert cells == [
+        "digits-detached",
+        "Failed",
+        "L1 failed (2 of 7 checks)",
+        "no training Job",
+        "none",
+    ]
+    assert "gradients_present: 2 of 4 parameters got no gradient" in table
