@@ -27,12 +27,11 @@ from proctor.agent.models import (
     PyramidView,
     TrainingView,
 )
+from proctor.api.studies import STUDY_LABEL
 from proctor.api.v1alpha1 import ExperimentPhase, ExperimentStatus, ValidationPyramidStatus
 from proctor.api.v1alpha1.conditions import ExperimentConditionType
 from proctor.api.v1alpha1.pyramid import CheckVerdict, LayerResult
 from proctor.kube import KubeError
-
-STUDY_LABEL = "proctor.dev/study"
 
 
 def status(connection: Connection, name: str) -> ExperimentReport:

@@ -14,17 +14,9 @@ from typing import Any
 from proctor.agent.connection import API_VERSION, Connection
 from proctor.agent.errors import AgentError
 from proctor.agent.models import StudyDigest
-from proctor.agent.report import STUDY_LABEL
+from proctor.api.studies import DIGEST_FILE, STUDY_LABEL, configmap_name, digest_every
 from proctor.kube import KubeError
 from proctor.storage import open_store
-
-DIGEST_EVERY_DEFAULT = 10
-EVERY_ANNOTATION = "proctor.dev/digest-every"
-DIGEST_FILE = "digest.md"
-
-
-def configmap_name(study: str) -> str:
-    return f"proctor-study-{study}"
 
 
 def split_uri(uri: str) -> tuple[str, str]:
@@ -47,16 +39,10 @@ def study(connection: Connection, name: str) -> StudyDigest:
             f"cannot read ConfigMap {configmap_name(name)}: {exc}",
             "check that the cluster answers (`kubectl get configmaps`), then ask again",
         ) from None
-    if configmap is None:
-        raise _no_digest_yet(connection, name)
-    data = configmap.get("data") or {}
+    data = (configmap or {}).get("data") or {}
     digest_uri = data.get("digestURI")
-    if not digest_uri:
-        raise AgentError(
-            f"ConfigMap {configmap_name(name)} names no digestURI",
-            "the operator writes it with the digest; wait for the next one, or ask the platform "
-            "team whether the operator can write to the study store",
-        )
+    if not digest_uri:  # no ConfigMap yet, or only the one a person made to set digestEvery
+        raise _no_digest_yet(connection, name, configmap)
     base, key = split_uri(digest_uri)
     try:
         text = open_store(base).get(key).decode(errors="replace")
@@ -77,22 +63,9 @@ def study(connection: Connection, name: str) -> StudyDigest:
     )
 
 
-def digest_every(members: list[dict[str, Any]]) -> int:
-    """The study's digest period before its ConfigMap exists: the newest member's
-    proctor.dev/digest-every annotation, else the default (the operator's rule, in
-    proctor.controller.study_digest, which this client-side package may not import)."""
-    newest = sorted(
-        members,
-        key=lambda o: (o["metadata"].get("creationTimestamp") or "", o["metadata"]["name"]),
-    )
-    for obj in reversed(newest):
-        value = str((obj["metadata"].get("annotations") or {}).get(EVERY_ANNOTATION, ""))
-        if value.isdigit() and int(value) > 0:
-            return int(value)
-    return DIGEST_EVERY_DEFAULT
-
-
-def _no_digest_yet(connection: Connection, name: str) -> AgentError:
+def _no_digest_yet(
+    connection: Connection, name: str, configmap: dict[str, Any] | None
+) -> AgentError:
     hint = (
         f"label experiments `{STUDY_LABEL}: {name}` and conclude them "
         "(`proctor conclude NAME ...`); meanwhile read their conclusions with "
@@ -104,7 +77,7 @@ def _no_digest_yet(connection: Connection, name: str) -> AgentError:
         )
     except KubeError:
         members = None  # the count is a courtesy; the message stands without it
-    every = digest_every(members or [])
+    every = digest_every(configmap, members or [])
     message = f"no digest yet for study {name}: it is written every {every} concluded experiments"
     if members is not None:
         concluded = sum(1 for e in members if (e.get("status") or {}).get("phase") == "Concluded")

@@ -14,10 +14,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from proctor.api.studies import STUDY_LABEL
 from proctor.api.v1alpha1 import CitationKind, Experiment, ExperimentPhase, Reason
-
-STUDY_LABEL = "proctor.dev/study"
-"""Experiments with the same value of this label form a study: concluded one after another."""
 
 # What ran, for the single-variable and do-not-retry guardrails: the code and the training
 # settings. Where and how it was scheduled and checkpointed does not change what it measures.

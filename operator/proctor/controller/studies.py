@@ -8,29 +8,25 @@ nor writes one twice.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from proctor.api.studies import (
+    DIGEST_FILE,
+    RESULTS_FILE,
+    STUDY_LABEL,
+    configmap_name,
+    digest_every,
+    study_prefix,
+)
 from proctor.api.v1alpha1 import API_VERSION
 from proctor.controller import study_digest
-from proctor.controller.guardrails import STUDY_LABEL
 from proctor.controller.settings import ControllerSettings
 from proctor.kube import KubeClient
 from proctor.storage import open_store
 
 logger = logging.getLogger(__name__)
-
-
-def configmap_name(study: str) -> str:
-    """`proctor-study-<study>`, made a valid object name (label values allow _ . and capitals)."""
-    return "proctor-study-" + re.sub(r"[^a-z0-9-]", "-", study.lower()).strip("-")
-
-
-def study_prefix(root: str, namespace: str, study: str) -> str:
-    """Where a study's files live: under its namespace, like every experiment's."""
-    return f"{root.rstrip('/')}/{namespace}/studies/{study}"
 
 
 class StudyDigests:
@@ -56,7 +52,7 @@ class StudyDigests:
         configmap = self.kube.get("v1", "ConfigMap", namespace, name)
         data = (configmap or {}).get("data") or {}
         recorded = int(data["concluded"]) if str(data.get("concluded", "")).isdigit() else 0
-        every = study_digest.digest_every(configmap, members)
+        every = digest_every(configmap, members)
         if not study_digest.due(len(table), recorded, every):
             return False
         root = self.settings.default_bundle_uri or (
@@ -72,11 +68,11 @@ class StudyDigests:
             return False
         prefix = study_prefix(root, namespace, study)
         store = self.open_store(prefix)
-        store.put("results.tsv", study_digest.results_tsv(table).encode())
-        store.put("digest.md", study_digest.digest_md(study, table).encode())
+        store.put(RESULTS_FILE, study_digest.results_tsv(table).encode())
+        store.put(DIGEST_FILE, study_digest.digest_md(study, table).encode())
         fresh = {
-            "resultsURI": f"{prefix}/results.tsv",
-            "digestURI": f"{prefix}/digest.md",
+            "resultsURI": f"{prefix}/{RESULTS_FILE}",
+            "digestURI": f"{prefix}/{DIGEST_FILE}",
             "concluded": str(len(table)),
             "updated": self.clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
         }

@@ -15,14 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from proctor.api.studies import DEFAULT_EVERY, EVERY_ANNOTATION, EVERY_KEY, digest_every
 from proctor.api.v1alpha1 import ExperimentPhase
 
-DEFAULT_EVERY = 10
-"""Concluded experiments between two digests, unless the study says otherwise."""
-EVERY_KEY = "digestEvery"
-"""The key of the study ConfigMap (proctor-study-<study>) a person may set to change it."""
-EVERY_ANNOTATION = "proctor.dev/digest-every"
-"""The same, as an annotation on the study's experiments (the newest one's value counts)."""
+__all__ = ["DEFAULT_EVERY", "EVERY_ANNOTATION", "EVERY_KEY", "digest_every"]
 
 VERDICTS = ("effective", "ineffective", "inconclusive")
 
@@ -97,23 +93,6 @@ def due(concluded: int, recorded: int, every: int) -> bool:
     """Whether a new digest is due: `concluded` crossed a multiple of `every` since the digest
     that covered `recorded` experiments."""
     return every > 0 and concluded // every > recorded // every
-
-
-def digest_every(configmap: dict[str, Any] | None, experiments: Sequence[dict[str, Any]]) -> int:
-    """The study's digest period: its ConfigMap's digestEvery, else the newest experiment's
-    annotation, else DEFAULT_EVERY. A value that is not a positive integer is ignored."""
-    candidates = [((configmap or {}).get("data") or {}).get(EVERY_KEY)]
-    newest = sorted(
-        experiments,
-        key=lambda o: (o["metadata"].get("creationTimestamp") or "", o["metadata"]["name"]),
-    )
-    candidates += [
-        (obj["metadata"].get("annotations") or {}).get(EVERY_ANNOTATION) for obj in reversed(newest)
-    ]
-    for candidate in candidates:
-        if candidate is not None and str(candidate).isdigit() and int(candidate) > 0:
-            return int(candidate)
-    return DEFAULT_EVERY
 
 
 # ---- results.tsv ---------------------------------------------------------------------------
