@@ -177,3 +177,74 @@ def test_the_live_view_in_a_terminal_ends_with_the_final_table(tmp_path):
         "none",
     ]
     assert "gradients_present: 2 of 4 parameters got no gradient" in table
+
+
+def test_a_long_lived_local_cluster_runs_what_local_run_applies_to_it(tmp_path):
+    """`local up` keeps a cluster and an operator for kubectl; `local run --kubeconfig` uses it."""
+    state = tmp_path / "up"
+    up = subprocess.run(
+        [
+            *PROCTOR,
+            "local",
+            "up",
+            "--state-dir",
+            str(state),
+            "--code-path",
+            str(DIGITS),
+            "--code-path",
+            str(DEMO),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        kubeconfig = state / "kubeconfig"
+        assert f"export KUBECONFIG={kubeconfig}" in up.stdout
+        result = subprocess.run(
+            [
+                *PROCTOR,
+                "local",
+                "run",
+                "--kubeconfig",
+                str(kubeconfig),
+                "--output",
+                "json",
+                str(DEMO / "planted-bug.yaml"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=REPO,
+        )
+        assert result.returncode == 1, "a failed run exits 1"
+        [run] = json.loads(result.stdout)["runs"]
+        assert (run["phase"], run["pyramid"][1]["phase"]) == ("Failed", "Failed")
+        again = subprocess.run(
+            [
+                *PROCTOR,
+                "local",
+                "run",
+                "--kubeconfig",
+                str(kubeconfig),
+                str(DEMO / "planted-bug.yaml"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
+        )
+        assert again.returncode == 2
+        assert "exists already" in again.stdout + again.stderr
+        assert "--replace" in again.stdout + again.stderr
+    finally:
+        down = subprocess.run(
+            [*PROCTOR, "local", "down", "--state-dir", str(state)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert "stopped" in down.stdout
+    assert not (state / "ready").exists()

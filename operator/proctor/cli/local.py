@@ -350,11 +350,13 @@ def _up(args: argparse.Namespace) -> int:
             print(f"it exited with {process.returncode}; see {log}", file=sys.stderr)
             return 1
         if (state / "ready").exists():
+            paths = ", ".join(str(path.resolve()) for path in args.code_path) or "none"
             print(
                 f"local cluster and operator up. Use them with:\n"
                 f"  export KUBECONFIG={state / 'kubeconfig'}\n"
-                f"  kubectl apply -f examples/demo/healthy.yaml && kubectl get exp -w\n"
-                f"or follow runs: proctor local run --kubeconfig {state / 'kubeconfig'} FILE..."
+                f"  kubectl apply -f FILE && kubectl get exp -w\n"
+                f"or follow runs: proctor local run --kubeconfig {state / 'kubeconfig'} FILE...\n"
+                f"Pods import user code from: {paths} (set with `local up --code-path DIR`)."
             )
             return 0
         time.sleep(0.2)
