@@ -119,30 +119,33 @@ def training_line(training: TrainingView) -> RenderableType:
 
 def final_table(views: list[RunView], expected: dict[str, str] | None = None) -> Table:
     """One row per run: how far it got and what went wrong; `findings` says why. With
-    `expected` phases (--expect), a last column says whether each run ended as expected."""
+    `expected` phases (--expect), the phase says whether each run ended as expected."""
     table = Table(title="proctor local run", title_justify="left")
     table.add_column("experiment", style="bold", no_wrap=True)
-    table.add_column("phase", no_wrap=True)
+    table.add_column("phase")  # these wrap first when the terminal is narrow
     table.add_column("pyramid", no_wrap=True)
-    table.add_column("training", no_wrap=True)
+    table.add_column("training")
     table.add_column("anomalies")
-    if expected:
-        table.add_column("expected", no_wrap=True)
     for view in views:
-        phase = "Blocked" if view.blocked else view.phase
-        cells = [
-            Text(view.name),
-            Text(phase, style=_PHASE_STYLE.get(phase, "")),
+        table.add_row(
+            view.name,
+            _phase_cell(view, expected),
             _pyramid_cell(view),
             _training_cell(view),
             _anomalies_cell(view),
-        ]
-        if expected:
-            wanted = expected.get(view.name, "Succeeded")
-            ok = as_expected(view, expected)
-            cells.append(Text(f"{'✓' if ok else '✗'} {wanted}", style="green" if ok else "red"))
-        table.add_row(*cells)
+        )
     return table
+
+
+def _phase_cell(view: RunView, expected: dict[str, str] | None) -> Text:
+    phase = "Blocked" if view.blocked else view.phase
+    text = Text(phase, style=_PHASE_STYLE.get(phase, ""))
+    if expected:
+        if as_expected(view, expected):
+            text.append(" ✓", style="green")
+        else:
+            text.append(f" ✗ not {expected.get(view.name, 'Succeeded')}", style="bold red")
+    return text
 
 
 def findings(views: list[RunView]) -> Text:
@@ -199,8 +202,8 @@ def _training_cell(view: RunView) -> Text:
 def _anomalies_cell(view: RunView) -> Text:
     if not view.anomalies:
         return Text("none", style="dim")
-    first = view.anomalies[0]
-    text = Text(f"{first.kind} ({first.severity})", style="red")
+    first = view.anomalies[0]  # its severity and message are in the findings below the table
+    text = Text(first.kind, style="red")
     if first.step is not None:
         text.append(f" at step {first.step}")
     if len(view.anomalies) > 1:

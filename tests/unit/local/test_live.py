@@ -43,10 +43,13 @@ def test_the_final_table_shows_each_outcome_in_its_row(demo_objects):
 def test_the_final_table_marks_runs_that_ended_as_expected(demo_objects):
     views = [experiment_view(e, p) for e, p in demo_objects]
     expected = {"digits-detached": "Failed"}
-    rows = _rows(_draw(live.final_table(views, expected), width=140))
-    assert rows["digits-healthy"].endswith("✓ Succeeded")
-    assert rows["digits-detached"].endswith("✓ Failed")
-    assert rows["digits-lr-restart"].endswith("✗ Succeeded")
+    text = _draw(live.final_table(views, expected))
+    rows = _rows(text)
+    assert rows["digits-healthy"].startswith("Succeeded ✓ |")
+    assert rows["digits-detached"].startswith("Failed ✓ |")
+    assert rows["digits-lr-restart"].startswith("Failed ✗ not")  # wraps: "Succeeded" below
+    assert "…" not in text, "nothing cut at 120 columns"
+    assert all(len(line) <= 120 for line in text.splitlines())
 
 
 def test_findings_quote_the_message_that_teaches_the_fix(demo_objects):
