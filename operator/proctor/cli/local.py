@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # rich and the local package need the `local` extra: imported
     from rich.console import Console
 
     from proctor.local.progress import RunView
+    from proctor.local.session import Outcome
 
 DEFAULT_STATE_DIR = Path(".proctor") / "local"
 EXIT_CODES = (
@@ -97,8 +98,9 @@ def _common(verb: argparse.ArgumentParser) -> None:
     verb.add_argument(
         "--bundle-uri",
         default=None,
-        help="where recovery bundles go unless an Experiment says (s3://bucket/prefix; default: "
-        "file://STATE_DIR/bundles)",
+        help="where recovery bundles go unless an Experiment says, for the operator this command "
+        "starts (s3://bucket/prefix; default: file://STATE_DIR/bundles); a cluster named by "
+        "--kubeconfig keeps its operator's setting",
     )
     verb.add_argument(
         "--code-path",
@@ -153,16 +155,16 @@ def _follow(
     from rich.live import Live
 
     from proctor.local import live as view
-    from proctor.local.bundles import BundleError, load_bundle, render_bundle
     from proctor.local.manifests import ApplyError
     from proctor.local.session import LocalRun, kube_client
     from proctor.local.setup import OperatorProcess, install_crds, missing_crds
-    from proctor.local.summary import ExitCode, exit_code, summary_json
+    from proctor.local.summary import ExitCode
 
     kube = kube_client(kubeconfig)
-    bundle_uri = args.bundle_uri or (args.state_dir.resolve() / "bundles").as_uri()
+    bundle_uri = None  # another cluster's operator has its own default store
     process = None
     if operator is not None:
+        bundle_uri = args.bundle_uri or (args.state_dir.resolve() / "bundles").as_uri()
         install_crds(kube.api)
         process = OperatorProcess(
             kubeconfig, operator / "operator.log", namespace=args.namespace, bundle_uri=bundle_uri
@@ -206,6 +208,17 @@ def _follow(
         if process is not None:
             process.stop()
     log_path = str(operator / "operator.log") if operator else "(the cluster's operator)"
+    return _report(args, outcome, bundle_uri, log_path, console)
+
+
+def _report(
+    args: argparse.Namespace, outcome: Outcome, bundle_uri: str | None, log: str, console: Console
+) -> int:
+    """The JSON record, or the final table, the findings and each run's first bundle."""
+    from proctor.local import live as view
+    from proctor.local.bundles import BundleError, load_bundle, render_bundle
+    from proctor.local.summary import exit_code, summary_json
+
     code = exit_code(outcome.views, outcome.timed_out, args.expected)
     if args.output == "json":
         record = summary_json(
@@ -213,7 +226,7 @@ def _follow(
             elapsed=outcome.elapsed,
             timed_out=outcome.timed_out,
             bundle_uri=bundle_uri,
-            log=log_path,
+            log=log,
             expected=args.expected,
         )
         print(json.dumps(record, indent=2))
@@ -233,7 +246,7 @@ def _follow(
                     console.print(f"[yellow]bundle not readable yet:[/yellow] {exc}")
     if outcome.timed_out:
         console.print(f"[yellow]--timeout {args.timeout:.0f}s passed before every run ended")
-    console.print(f"{outcome.elapsed:.0f}s; operator log: {log_path}", style="dim")
+    console.print(f"{outcome.elapsed:.0f}s; operator log: {log}", style="dim")
     return code
 
 
