@@ -155,9 +155,9 @@ def _follow(
     from rich.live import Live
 
     from proctor.local import live as view
+    from proctor.local.bootstrap import OperatorProcess, install_crds, missing_crds
     from proctor.local.manifests import ApplyError
     from proctor.local.session import LocalRun, kube_client
-    from proctor.local.setup import OperatorProcess, install_crds, missing_crds
     from proctor.local.summary import ExitCode
 
     kube = kube_client(kubeconfig)
@@ -304,8 +304,8 @@ def embedded_cluster(run_dir: Path) -> Iterator[Path]:
 
 def _serve(args: argparse.Namespace) -> int:
     """The cluster and the operator until SIGTERM or Ctrl-C; `ready` marks them usable."""
+    from proctor.local.bootstrap import OperatorProcess, install_crds
     from proctor.local.session import kube_client
-    from proctor.local.setup import OperatorProcess, install_crds
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -2,7 +2,7 @@
 
 `proctor local run` (proctor.cli.local) gives this package a kubeconfig (the emulated cluster it
 started, or a real one) and the manifests. Here: install the CRDs and start the operator
-(setup.py), apply the manifests (manifests.py), read each run's state into plain views
+(bootstrap.py), apply the manifests (manifests.py), read each run's state into plain views
 (progress.py), draw them live (live.py), summarise them for people and agents (summary.py), and
 render recovery bundles (bundles.py). Nothing here imports the emulated cluster.
 """
