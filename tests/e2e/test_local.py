@@ -12,9 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import boto3
 import pytest
+import yaml
 
 from tests.support.crd_schema import REPO
+from tests.support.s3 import MotoServer, s3_environment
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 DEMO = REPO / "examples" / "demo"
@@ -248,3 +251,51 @@ def test_a_long_lived_local_cluster_runs_what_local_run_applies_to_it(tmp_path):
         )
     assert "stopped" in down.stdout
     assert not (state / "ready").exists()
+
+
+def test_bundles_go_to_s3_with_bundle_uri_and_bundle_show_reads_them_there(tmp_path):
+    """`--bundle-uri s3://...`: the watchdog uploads there (moto's S3 server), and `bundle show`
+    reads the bundle back from the URI the experiment's status names."""
+    manifest = yaml.safe_load((DEMO / "lr-restart.yaml").read_text())
+    manifest["spec"]["validation"] = {"skip": {"reason": "this test is about where bundles go"}}
+    path = tmp_path / "lr-restart.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    server = MotoServer()
+    server.start()
+    try:
+        with s3_environment(server):
+            boto3.client("s3", endpoint_url=server.url).create_bucket(Bucket="bundles")
+            result = _local_run(
+                tmp_path / "state",
+                "--code-path",
+                str(DEMO),
+                "--bundle-uri",
+                "s3://bundles/demo",
+                "--output",
+                "json",
+                "--expect",
+                "digits-lr-restart=Failed",
+                str(path),
+                timeout=240,
+            )
+            assert result.returncode == 0, result.stderr[-3000:]
+            [run] = json.loads(result.stdout)["runs"]
+            uri = run["anomalies"][0]["bundleURI"]
+            assert uri.startswith("s3://bundles/demo/default/digits-lr-restart/")
+            listed = boto3.client("s3", endpoint_url=server.url).list_objects_v2(Bucket="bundles")
+            keys = {item["Key"] for item in listed["Contents"]}
+            prefix = uri.removeprefix("s3://bundles/")
+            assert {prefix + name for name in ("bundle.json", "metrics.png", "recovery.md")} <= keys
+            shown = subprocess.run(
+                [*PROCTOR, "bundle", "show", "--output", "json", uri],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert shown.returncode == 0, shown.stderr
+            record = json.loads(shown.stdout)
+            assert record["bundle"]["finding"]["kind"] == "NonFiniteLoss"
+            assert record["plot"] == uri + "metrics.png"
+            assert "What happened" in record["prompt"]
+    finally:
+        server.stop()
