@@ -11,6 +11,10 @@
 from __future__ import annotations
 
 import ast
+import importlib.metadata
+import re
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -42,7 +46,10 @@ def _modules() -> dict[str, Path]:
 
 
 def _imports(path: Path, module: str) -> set[str]:
-    tree = ast.parse(path.read_text(), filename=str(path))
+    return _imports_of(ast.parse(path.read_text(), filename=str(path)), path, module)
+
+
+def _imports_of(tree: ast.AST, path: Path, module: str) -> set[str]:
     found = set()
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     for node in ast.walk(tree):
@@ -125,3 +132,116 @@ def test_the_scan_catches_a_violation(tmp_path):
         "proctor.pyramid",
         "proctor.pyramid.sibling",
     }
+
+
+# ---- what each image must carry -------------------------------------------------------------
+# Every image runs the `proctor` command, so what proctor.cli.main imports when it starts must
+# come with the core dependencies. Each image's own code path may import (even lazily, inside a
+# function, which still runs there) only what its extras install.
+
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+IMAGE_ENTRIES = {
+    "operator": ["proctor.cli.controller", "proctor.controller.handlers"],
+    "watchdog": ["proctor.cli.watchdog", "proctor.watchdog.runner"],
+    "runner": ["proctor.cli.pyramid", "proctor.cli.train"],
+}
+IMAGE_EXTRAS = {"operator": ["operator"], "watchdog": ["watchdog"], "runner": ["pyramid", "train"]}
+
+
+def _top_level_imports(path: Path, module: str) -> set[str]:
+    """Imports that run when the module is imported: not those inside functions, nor under
+    `if TYPE_CHECKING`."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    kept: list[ast.stmt] = []
+
+    def keep(nodes: list[ast.stmt]) -> None:
+        for node in nodes:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                keep(node.orelse)
+                continue
+            if isinstance(node, ast.ClassDef | ast.If | ast.Try | ast.With):
+                for field in ("body", "orelse", "finalbody"):
+                    keep(getattr(node, field, []))
+                for handler in getattr(node, "handlers", []):
+                    keep(handler.body)
+                continue
+            kept.append(node)
+
+    keep(tree.body)
+    return _imports_of(ast.Module(body=kept, type_ignores=[]), path, module)
+
+
+def _reachable(starts: list[str]) -> set[str]:
+    """Proctor modules imported, at import time, from `starts`."""
+    seen: set[str] = set()
+    todo = list(starts)
+    while todo:
+        module = todo.pop()
+        if module in seen or module not in MODULES:
+            continue
+        seen.add(module)
+        todo += [m for m in _top_level_imports(MODULES[module], module) if m.startswith("proctor")]
+    return seen
+
+
+def _distributions(imports: set[str]) -> set[str]:
+    """The PyPI distributions that provide the third-party top-level names in `imports`."""
+    providers = importlib.metadata.packages_distributions()
+    names = {name.split(".")[0] for name in imports if not name.startswith("proctor")}
+    names -= set(sys.stdlib_module_names) | {"__future__"}
+    return {_normal(dist) for name in names for dist in providers.get(name, [name])}
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _declared(extras: list[str]) -> set[str]:
+    """Distributions the core and `extras` install, with what those pull in themselves."""
+    wanted = list(PYPROJECT["project"]["dependencies"])
+    for extra in extras:
+        wanted += PYPROJECT["project"]["optional-dependencies"][extra]
+    found: set[str] = set()
+    todo = [_normal(re.split(r"[<>=!~\[; ]", requirement)[0]) for requirement in wanted]
+    while todo:
+        name = todo.pop()
+        if name in found:
+            continue
+        found.add(name)
+        try:
+            requires = importlib.metadata.requires(name) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        todo += [_normal(re.split(r"[<>=!~\[; (]", r)[0]) for r in requires if "extra ==" not in r]
+    return found
+
+
+def test_the_proctor_command_starts_with_the_core_dependencies_alone():
+    modules = _reachable(["proctor.cli.main"])
+    imported = set().union(*(_top_level_imports(MODULES[m], m) for m in modules))
+    assert _distributions(imported) - _declared([]) == set()
+
+
+@pytest.mark.parametrize("image", IMAGE_ENTRIES)
+def test_each_image_code_path_needs_only_its_extras(image):
+    modules = _reachable(IMAGE_ENTRIES[image])
+    imported = set().union(*(_imports(MODULES[m], m) for m in modules))
+    missing = _distributions(imported) - _declared(IMAGE_EXTRAS[image])
+    assert missing == set(), f"the {image} image lacks {sorted(missing)}: add it to its extra"
+
+
+def test_the_import_time_scan_skips_functions_and_type_checking_only(tmp_path):
+    source = tmp_path / "mod.py"
+    source.write_text(
+        "import yaml\n"
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    import torch\nelse:\n    import rich\n"
+        "try:\n    import boto3\nexcept ImportError:\n    pass\n"
+        "def later():\n    import kopf\n"
+        "class Thing:\n    import jsonpatch\n    def method(self):\n        import mcp\n"
+    )
+    found = _top_level_imports(source, "proctor.mod")
+    assert {"yaml", "typing", "rich", "boto3", "jsonpatch"} <= found
+    assert not {"torch", "kopf", "mcp"} & found

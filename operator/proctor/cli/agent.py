@@ -16,21 +16,20 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from proctor.agent import (
-    AgentError,
-    Connection,
-    conclude,
-    fetch_bundle,
-    list_bundles,
-    status,
-    study,
-    submit,
-    wait,
-)
+from proctor.agent.errors import AgentError
 from proctor.agent.models import AgentModel
-from proctor.agent.waiting import PHASES, Progress, parse_phases
+from proctor.api.v1alpha1 import ExperimentPhase
 from proctor.cli import agent_text
+
+if TYPE_CHECKING:
+    from proctor.agent import Connection
+    from proctor.agent.waiting import Progress
+
+# The library (proctor.agent) needs the Kubernetes client, which the runner image does not carry:
+# every image runs `proctor`, so it is imported when a verb runs, never when the parser is built.
+PHASES = [phase.value for phase in ExperimentPhase]
 
 EXIT_ERROR, EXIT_NOT_REACHED, EXIT_TIMED_OUT = 1, 3, 4
 Verb = Callable[[argparse.Namespace], tuple[AgentModel, str, int]]
@@ -155,20 +154,29 @@ def _mcp(args: argparse.Namespace) -> int:
 
 
 def _connect(args: argparse.Namespace) -> Connection:
+    from proctor.agent import Connection
+
     return Connection.from_environment(args.namespace)
 
 
 def _submit(args: argparse.Namespace) -> tuple[AgentModel, str, int]:
+    from proctor.agent import submit
+
     result = submit(_connect(args), args.file)
     return result, agent_text.submitted(result), 0
 
 
 def _status(args: argparse.Namespace) -> tuple[AgentModel, str, int]:
+    from proctor.agent import status
+
     result = status(_connect(args), args.name)
     return result, agent_text.report(result), 0
 
 
 def _wait(args: argparse.Namespace) -> tuple[AgentModel, str, int]:
+    from proctor.agent import wait
+    from proctor.agent.waiting import parse_phases
+
     awaited = parse_phases(args.phases)  # before connecting: a typo fails fast
 
     def progress(step: Progress) -> None:  # stderr, so stdout stays one JSON document
@@ -180,16 +188,22 @@ def _wait(args: argparse.Namespace) -> tuple[AgentModel, str, int]:
 
 
 def _bundles(args: argparse.Namespace) -> tuple[AgentModel, str, int]:
+    from proctor.agent import list_bundles
+
     result = list_bundles(_connect(args), args.name, args.bundle_uri)
     return result, agent_text.bundles(result), 0
 
 
 def _fetch(args: argparse.Namespace) -> tuple[AgentModel, str, int]:
+    from proctor.agent import fetch_bundle
+
     result = fetch_bundle(args.uri, args.directory)
     return result, agent_text.fetched(result), 0
 
 
 def _conclude(args: argparse.Namespace) -> tuple[AgentModel, str, int]:
+    from proctor.agent import conclude
+
     result = conclude(
         _connect(args), args.name, args.verdict, args.evidence, args.learnings, args.settle
     )
@@ -197,5 +211,7 @@ def _conclude(args: argparse.Namespace) -> tuple[AgentModel, str, int]:
 
 
 def _study(args: argparse.Namespace) -> tuple[AgentModel, str, int]:
+    from proctor.agent import study
+
     result = study(_connect(args), args.name)
     return result, agent_text.digest(result), 0
