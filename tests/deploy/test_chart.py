@@ -11,6 +11,7 @@ import subprocess
 from typing import Any
 from unittest import mock
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -262,6 +263,46 @@ def test_monitoring_objects_are_off_by_default_and_on_when_asked():
     }
 
 
+def test_the_operator_monitor_keeps_the_experiments_namespace_label():
+    [monitor] = _of_kind(render(*VARIANTS["everything-on"]), "ServiceMonitor")
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint["honorLabels"] is True
+
+
+def test_alerts_link_the_runbooks_where_the_team_serves_them():
+    base = "https://wiki.example/proctor/runbooks"
+    [rule] = _of_kind(
+        render(
+            "--set", "monitoring.prometheusRule.enabled=true",
+            "--set", f"monitoring.prometheusRule.runbooksURL={base}",
+        ),
+        "PrometheusRule",
+    )  # fmt: skip
+    alerts = [r for group in rule["spec"]["groups"] for r in group["rules"] if "alert" in r]
+    assert alerts
+    for alert in alerts:
+        assert alert["annotations"]["runbook_url"] == f"{base}#{alert['alert'].lower()}"
+
+
+def test_the_peering_objects_fit_the_peering_crds_the_chart_installs():
+    for variant in ("defaults", "namespaced"):
+        objects = render(*VARIANTS[variant])
+        crds = {
+            crd["spec"]["names"]["kind"]: crd
+            for crd in _of_kind(objects, "CustomResourceDefinition")
+            if crd["spec"]["group"] == "kopf.dev"
+        }
+        peerings = _of_kind(objects, "ClusterKopfPeering") + _of_kind(objects, "KopfPeering")
+        assert peerings
+        for peering in peerings:
+            crd = crds[peering["kind"]]
+            namespaced = crd["spec"]["scope"] == "Namespaced"
+            assert ("namespace" in peering["metadata"]) == namespaced
+            [version] = crd["spec"]["versions"]
+            assert peering["apiVersion"] == f"kopf.dev/{version['name']}"
+            jsonschema.validate(peering, version["schema"]["openAPIV3Schema"])
+
+
 def test_the_rendered_crds_are_the_generated_ones_and_are_kept():
     rendered = {
         obj["metadata"]["name"]: obj for obj in _of_kind(render(), "CustomResourceDefinition")
@@ -285,6 +326,7 @@ def test_the_rendered_crds_are_the_generated_ones_and_are_kept():
         ("watchdog.defaultThresholds.minMfuRatio=3", "minMfuRatio"),
         ("kueue.defaultQueue=Not_A_Name", "defaultQueue"),
         ("monitoring.podMonitor.enable=true", "enable"),
+        ("monitoring.prometheusRule.runbooksURL=wiki/runbooks", "runbooksURL"),
     ],
 )
 def test_a_typo_or_a_bad_value_fails_at_install(setting, says):

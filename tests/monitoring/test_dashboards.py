@@ -243,9 +243,17 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(tmp_path):
                 "job_name": "dcgm-exporter",
                 "static_configs": [{"targets": [f"127.0.0.1:{dcgm_port}"]}],
             },
+            # As the chart's ServiceMonitor scrapes it: the target carries the operator's own
+            # namespace, and honor_labels keeps each series' experiment namespace.
             {
                 "job_name": "proctor-operator",
-                "static_configs": [{"targets": [f"127.0.0.1:{operator.metrics_port}"]}],
+                "honor_labels": True,
+                "static_configs": [
+                    {
+                        "targets": [f"127.0.0.1:{operator.metrics_port}"],
+                        "labels": {"namespace": "proctor-system", "pod": "proctor-operator-0"},
+                    }
+                ],
             },
             # Discovered once the pod runs, as Kubernetes discovery would, with the pod's labels.
             {
