@@ -21,8 +21,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.add_argument(
         "--peering",
         default=None,
-        help="kopf peering object to elect one active operator among replicas (needs kopf's "
-        "peering CRDs); without it the operator runs standalone",
+        help="kopf peering object (needs kopf's peering CRDs): a second operator of the same "
+        "peering makes both pause rather than act twice; without it the operator runs standalone",
     )
     run.add_argument(
         "--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint URL"
