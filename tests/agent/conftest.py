@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from proctor.agent import Connection
+from proctor.agent.connection import Connection
 from tests.support.cluster import RunningCluster, running_cluster
 
 

@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from proctor.agent import AgentError, conclude, fetch_bundle, list_bundles, study, submit
-from proctor.agent.study import configmap_name
+from proctor.agent.bundles import fetch_bundle, list_bundles
+from proctor.agent.conclusion import conclude
+from proctor.agent.errors import AgentError
+from proctor.agent.study import configmap_name, study
+from proctor.agent.submit import submit
 from tests.agent.real_bundle import at, write_bundle
 from tests.support.crd_schema import REPO
 

@@ -5,27 +5,8 @@ recovery bundles, conclude it, read its study's digest.
 The `proctor` CLI verbs (proctor.cli.agent) and the MCP server (proctor.mcpserver) are two thin
 faces of this package, so both answer with the same shapes (proctor.agent.models) and the same
 teaching errors (proctor.agent.errors.AgentError).
+
+Import each function from its module (proctor.agent.submit, proctor.agent.report, ...). This
+__init__ imports nothing, because proctor.agent.errors and proctor.agent.models are also used
+where the Kubernetes client is not installed (the `proctor` command of every image).
 """
-
-from proctor.agent.bundles import fetch_bundle, list_bundles, recovery_prompt
-from proctor.agent.conclusion import conclude
-from proctor.agent.connection import Connection
-from proctor.agent.errors import AgentError
-from proctor.agent.report import status
-from proctor.agent.study import study
-from proctor.agent.submit import submit, submit_text
-from proctor.agent.waiting import wait
-
-__all__ = [
-    "AgentError",
-    "Connection",
-    "conclude",
-    "fetch_bundle",
-    "list_bundles",
-    "recovery_prompt",
-    "status",
-    "study",
-    "submit",
-    "submit_text",
-    "wait",
-]

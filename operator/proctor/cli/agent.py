@@ -24,7 +24,7 @@ from proctor.api.v1alpha1 import ExperimentPhase
 from proctor.cli import agent_text
 
 if TYPE_CHECKING:
-    from proctor.agent import Connection
+    from proctor.agent.connection import Connection
     from proctor.agent.waiting import Progress
 
 # The library (proctor.agent) needs the Kubernetes client, which the runner image does not carry:
@@ -154,28 +154,27 @@ def _mcp(args: argparse.Namespace) -> int:
 
 
 def _connect(args: argparse.Namespace) -> Connection:
-    from proctor.agent import Connection
+    from proctor.agent.connection import Connection
 
     return Connection.from_environment(args.namespace)
 
 
 def _submit(args: argparse.Namespace) -> tuple[AgentModel, str, int]:
-    from proctor.agent import submit
+    from proctor.agent.submit import submit
 
     result = submit(_connect(args), args.file)
     return result, agent_text.submitted(result), 0
 
 
 def _status(args: argparse.Namespace) -> tuple[AgentModel, str, int]:
-    from proctor.agent import status
+    from proctor.agent.report import status
 
     result = status(_connect(args), args.name)
     return result, agent_text.report(result), 0
 
 
 def _wait(args: argparse.Namespace) -> tuple[AgentModel, str, int]:
-    from proctor.agent import wait
-    from proctor.agent.waiting import parse_phases
+    from proctor.agent.waiting import parse_phases, wait
 
     awaited = parse_phases(args.phases)  # before connecting: a typo fails fast
 
@@ -188,21 +187,21 @@ def _wait(args: argparse.Namespace) -> tuple[AgentModel, str, int]:
 
 
 def _bundles(args: argparse.Namespace) -> tuple[AgentModel, str, int]:
-    from proctor.agent import list_bundles
+    from proctor.agent.bundles import list_bundles
 
     result = list_bundles(_connect(args), args.name, args.bundle_uri)
     return result, agent_text.bundles(result), 0
 
 
 def _fetch(args: argparse.Namespace) -> tuple[AgentModel, str, int]:
-    from proctor.agent import fetch_bundle
+    from proctor.agent.bundles import fetch_bundle
 
     result = fetch_bundle(args.uri, args.directory)
     return result, agent_text.fetched(result), 0
 
 
 def _conclude(args: argparse.Namespace) -> tuple[AgentModel, str, int]:
-    from proctor.agent import conclude
+    from proctor.agent.conclusion import conclude
 
     result = conclude(
         _connect(args), args.name, args.verdict, args.evidence, args.learnings, args.settle
@@ -211,7 +210,7 @@ def _conclude(args: argparse.Namespace) -> tuple[AgentModel, str, int]:
 
 
 def _study(args: argparse.Namespace) -> tuple[AgentModel, str, int]:
-    from proctor.agent import study
+    from proctor.agent.study import study
 
     result = study(_connect(args), args.name)
     return result, agent_text.digest(result), 0

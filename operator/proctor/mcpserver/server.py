@@ -19,19 +19,10 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from pydantic import Field
 
-from proctor.agent import (
-    AgentError,
-    Connection,
-    conclude,
-    fetch_bundle,
-    list_bundles,
-    recovery_prompt,
-    status,
-    study,
-    submit,
-    submit_text,
-    wait,
-)
+from proctor.agent.bundles import fetch_bundle, list_bundles, recovery_prompt
+from proctor.agent.conclusion import conclude
+from proctor.agent.connection import Connection
+from proctor.agent.errors import AgentError
 from proctor.agent.models import (
     BundleList,
     ConcludeResult,
@@ -41,7 +32,10 @@ from proctor.agent.models import (
     SubmitResult,
     WaitResult,
 )
-from proctor.agent.waiting import Progress
+from proctor.agent.report import status
+from proctor.agent.study import study
+from proctor.agent.submit import submit, submit_text
+from proctor.agent.waiting import Progress, wait
 from proctor.api.v1alpha1 import ExperimentPhase
 
 T = TypeVar("T")
