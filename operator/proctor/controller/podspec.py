@@ -12,14 +12,17 @@ SHM_VOLUME = "dshm"
 
 
 def owner_reference(obj: dict[str, Any]) -> dict[str, Any]:
-    """Makes `obj` the controller of what carries this: deleting it deletes them (GC)."""
+    """Makes `obj` the controller of what carries this: deleting it deletes them (GC).
+
+    No blockOwnerDeletion: nothing here relies on foreground deletion, and where the
+    OwnerReferencesPermissionEnforcement admission plugin runs (OpenShift, hardened clusters)
+    setting it would need `update` on the owner's finalizers, which the operator does not hold."""
     return {
         "apiVersion": obj["apiVersion"],
         "kind": obj["kind"],
         "name": obj["metadata"]["name"],
         "uid": obj["metadata"]["uid"],
         "controller": True,
-        "blockOwnerDeletion": True,
     }
 
 

@@ -50,8 +50,7 @@ def test_the_pyramid_controls_the_job():
         "name": "digits",
         "uid": "uid-vp",
         "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    }  # no blockOwnerDeletion: it would need `update` on pyramid finalizers where enforced
 
 
 def test_the_cluster_never_retries_and_enforces_the_layer_timeout():
