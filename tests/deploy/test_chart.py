@@ -11,7 +11,6 @@ import subprocess
 from typing import Any
 from unittest import mock
 
-import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -44,8 +43,7 @@ OPERATOR_ALLOWED: dict[tuple[str, str], set[str]] = {
     ("rbac.authorization.k8s.io", "roles"): {"create"},
     ("rbac.authorization.k8s.io", "rolebindings"): {"create"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
-    ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"},
-    ("kopf.dev", "kopfpeerings"): {"get", "list", "watch", "patch"},
+    ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch", "create"},
 }
 # The watchdog reads its pod, its logs, its Experiment (and pyramid, for the bundle's results)
 # and posts Events. Nothing else, and never Secrets.
@@ -57,13 +55,7 @@ WATCHDOG_ALLOWED: dict[tuple[str, str], set[str]] = {
     ("", "events"): {"create"},
 }
 # Objects of kinds that no Kubernetes schema describes (the Prometheus operator's, kopf's).
-CUSTOM_KINDS = {
-    "ServiceMonitor",
-    "PodMonitor",
-    "PrometheusRule",
-    "ClusterKopfPeering",
-    "KopfPeering",
-}
+CUSTOM_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
 
 VARIANTS: dict[str, list[str]] = {
     "defaults": [],
@@ -132,7 +124,7 @@ def test_every_rendered_object_is_valid_kubernetes(variant):
     assert objects
     for obj in objects:
         if obj["kind"] in CUSTOM_KINDS:
-            assert obj["apiVersion"] in {"monitoring.coreos.com/v1", "kopf.dev/v1"}
+            assert obj["apiVersion"] == "monitoring.coreos.com/v1"
             assert obj["metadata"]["name"]
             continue
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
@@ -243,10 +235,10 @@ def test_watching_namespaces_scopes_the_operator_the_peering_and_the_pod_monitor
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert {"--namespace=ml", "--namespace=research"} <= set(args)
     assert "--all-namespaces" not in args
-    assert {obj["metadata"]["namespace"] for obj in _of_kind(objects, "KopfPeering")} == {
-        "ml",
-        "research",
-    }
+    # Peering stays cluster-wide (one object for every namespace), so no per-namespace CRD.
+    crds = {crd["metadata"]["name"] for crd in _of_kind(objects, "CustomResourceDefinition")}
+    assert "kopfpeerings.kopf.dev" not in crds
+    assert "clusterkopfpeerings.kopf.dev" in crds
     [monitor] = _of_kind(objects, "PodMonitor")
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["ml", "research"]}
 
@@ -284,25 +276,6 @@ def test_alerts_link_the_runbooks_where_the_team_serves_them():
         assert alert["annotations"]["runbook_url"] == f"{base}#{alert['alert'].lower()}"
 
 
-def test_the_peering_objects_fit_the_peering_crds_the_chart_installs():
-    for variant in ("defaults", "namespaced"):
-        objects = render(*VARIANTS[variant])
-        crds = {
-            crd["spec"]["names"]["kind"]: crd
-            for crd in _of_kind(objects, "CustomResourceDefinition")
-            if crd["spec"]["group"] == "kopf.dev"
-        }
-        peerings = _of_kind(objects, "ClusterKopfPeering") + _of_kind(objects, "KopfPeering")
-        assert peerings
-        for peering in peerings:
-            crd = crds[peering["kind"]]
-            namespaced = crd["spec"]["scope"] == "Namespaced"
-            assert ("namespace" in peering["metadata"]) == namespaced
-            [version] = crd["spec"]["versions"]
-            assert peering["apiVersion"] == f"kopf.dev/{version['name']}"
-            jsonschema.validate(peering, version["schema"]["openAPIV3Schema"])
-
-
 def test_the_rendered_crds_are_the_generated_ones_and_are_kept():
     rendered = {
         obj["metadata"]["name"]: obj for obj in _of_kind(render(), "CustomResourceDefinition")
@@ -312,8 +285,8 @@ def test_the_rendered_crds_are_the_generated_ones_and_are_kept():
         assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
         crd["metadata"].pop("annotations")
         assert crd == load_crd(plural)
-    for name in ("clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"):
-        assert rendered[name]["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    peering = rendered["clusterkopfpeerings.kopf.dev"]
+    assert peering["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert not _of_kind(render("--set", "crds.install=false"), "CustomResourceDefinition")
 
 

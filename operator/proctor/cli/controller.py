@@ -74,6 +74,11 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"proctor operator: {exc}", file=sys.stderr)
         return 2
+    if args.peering:
+        problem = _ensure_peering(args.peering)
+        if problem:
+            print(f"proctor operator: {problem}", file=sys.stderr)
+            return 2
     import kopf
 
     import proctor.controller.handlers  # noqa: F401 (registers the handlers)
@@ -87,3 +92,32 @@ def _run(args: argparse.Namespace) -> int:
         memo=kopf.Memo(settings=settings, metrics_port=args.metrics_port or None),
     )
     return 0
+
+
+def _ensure_peering(name: str) -> str:
+    """Create the ClusterKopfPeering `name` if it is missing; what went wrong, or "".
+
+    kopf announces each operator in that object but never creates it, and without it the guard
+    against a second operator is silently off. The operator always peers cluster-wide (see
+    proctor.controller.handlers), so one object serves every namespace it watches."""
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    body = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": name}}
+    try:
+        client.CustomObjectsApi().create_cluster_custom_object(
+            "kopf.dev", "v1", "clusterkopfpeerings", body
+        )
+    except client.ApiException as exc:
+        if exc.status == 409:
+            return ""  # it exists: the usual case
+        if exc.status == 404:
+            return (
+                f"--peering={name} needs kopf's CRD clusterkopfpeerings.kopf.dev, which is not "
+                "installed: install the chart with crds.install=true, or run without --peering"
+            )
+        return f"cannot create the peering object {name}: {exc.status} {exc.reason}"
+    return ""

@@ -47,6 +47,9 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.watching.label_selectors["pods"] = f"{names.MANAGED_BY}={names.MANAGER}"
     settings.watching.label_selectors["events"] = ANOMALY_LABEL
     settings.posting.enabled = False  # Proctor posts its own Events, one per transition
+    # One cluster-wide peering object even when watching a list of namespaces: namespaced
+    # peering would pause the whole operator while any watched namespace lacks its own object.
+    settings.peering.clusterwide = True
     metrics = OperatorMetrics()
     port = memo.get("metrics_port") or os.environ.get("PROCTOR_METRICS_PORT")
     if port:
