@@ -44,6 +44,7 @@ OPERATOR_ALLOWED: dict[tuple[str, str], set[str]] = {
     ("rbac.authorization.k8s.io", "rolebindings"): {"create"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
     ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch", "create"},
+    ("", "namespaces"): {"list", "watch"},
 }
 # The watchdog reads its pod, its logs, its Experiment (and pyramid, for the bundle's results)
 # and posts Events. Nothing else, and never Secrets.
@@ -154,8 +155,7 @@ def test_the_watchdog_role_the_operator_creates_is_least_privilege():
 
 
 def test_the_operator_can_create_what_it_creates_and_grant_what_it_grants():
-    [cluster_role] = _of_kind(render(), "ClusterRole")
-    grants = _grants(cluster_role)
+    grants = set().union(*(_grants(role) for role in _of_kind(render(), "ClusterRole")))
     for obj in watchdog_access("ml"):
         group = obj["apiVersion"].rpartition("/")[0]
         resource = {"ServiceAccount": "serviceaccounts", "Role": "roles", "Secret": "secrets"}.get(
@@ -176,7 +176,7 @@ def test_the_operator_can_create_what_it_creates_and_grant_what_it_grants():
 def test_every_operator_permission_is_justified_in_the_chart_readme():
     readme = (CHART / "README.md").read_text()
     section = readme.split("### The operator's ClusterRole")[1].split("###")[0]
-    [cluster_role] = _of_kind(render(), "ClusterRole")
+    roles = _of_kind(render(*VARIANTS["namespaced"]), "ClusterRole")
     # A table row: | `resource`, `resource` (group) | verbs | why |
     rows = {
         name: cells[2]
@@ -184,7 +184,7 @@ def test_every_operator_permission_is_justified_in_the_chart_readme():
         if line.startswith("| `") and len(cells := line.split("|")) > 3
         for name in re.findall(r"`([^`]+)`", cells[1])
     }
-    for rule in cluster_role["rules"]:
+    for rule in (rule for role in roles for rule in role["rules"]):
         for resource in rule["resources"]:
             assert resource in rows, f"{resource} has no row in the chart README's RBAC table"
             for verb in rule["verbs"]:
@@ -227,6 +227,28 @@ def test_values_reach_the_operator_as_the_settings_it_reads():
     with mock.patch.dict(os.environ, env, clear=True):
         settings = ControllerSettings.from_env()
     assert settings.default_thresholds == {"minMfuRatio": 0.3, "maxCheckpointAge": "2h"}
+
+
+def test_watching_namespaces_binds_the_operator_only_there():
+    objects = render(*VARIANTS["namespaced"])
+    bindings = {
+        (b["kind"], b["metadata"].get("namespace"), b["roleRef"]["name"])
+        for b in _of_kind(objects, "RoleBinding") + _of_kind(objects, "ClusterRoleBinding")
+    }
+    assert bindings == {
+        ("RoleBinding", "ml", "proctor-operator"),
+        ("RoleBinding", "research", "proctor-operator"),
+        ("ClusterRoleBinding", None, "proctor-operator-cluster"),
+    }
+    everywhere = render()
+    assert {b["roleRef"]["name"] for b in _of_kind(everywhere, "ClusterRoleBinding")} == {
+        "proctor-operator",
+        "proctor-operator-cluster",
+    }
+    [cluster] = [
+        r for r in _of_kind(everywhere, "ClusterRole") if r["metadata"]["name"].endswith("-cluster")
+    ]
+    assert ("", "namespaces", "list") not in _grants(cluster)  # only needed for a list
 
 
 def test_watching_namespaces_scopes_the_operator_the_peering_and_the_pod_monitor():
