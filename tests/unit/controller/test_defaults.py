@@ -111,3 +111,14 @@ def test_thresholds_that_are_not_a_json_object_are_refused(monkeypatch):
     monkeypatch.setenv("PROCTOR_WATCHDOG_THRESHOLDS", "[0.3]")
     with pytest.raises(ValueError, match="must be a JSON object"):
         ControllerSettings.from_env()
+
+
+def test_the_storage_secret_reaches_the_watchdog_and_never_blocks_training():
+    obj = experiment()
+    settings = ControllerSettings(watchdog_secret="proctor-storage")
+    job = training_job(_effective(obj), obj, settings)
+    pod = job["spec"]["template"]["spec"]
+    [watchdog] = pod["initContainers"]
+    [trainer] = pod["containers"]
+    assert watchdog["envFrom"] == [{"secretRef": {"name": "proctor-storage", "optional": True}}]
+    assert "envFrom" not in trainer  # the trainer's credentials are the user's (spec.code.env)
