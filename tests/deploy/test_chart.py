@@ -15,8 +15,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from proctor.controller.settings import ControllerSettings
+from proctor.controller.settings import VARIABLES, ControllerSettings
 from proctor.controller.training_jobs import watchdog_access
+from proctor.kube import PLURALS
 from tests.support.crd_schema import REPO, load_crd
 from tests.unit.test_crds import KUBERNETES_VERSION
 
@@ -156,18 +157,17 @@ def test_the_watchdog_role_the_operator_creates_is_least_privilege():
 
 def test_the_operator_can_create_what_it_creates_and_grant_what_it_grants():
     grants = set().union(*(_grants(role) for role in _of_kind(render(), "ClusterRole")))
-    for obj in watchdog_access("ml"):
+    created = [
+        *watchdog_access("ml"),  # the watchdog's identity
+        {"apiVersion": "batch/v1", "kind": "Job"},  # layer and training Jobs
+        {"apiVersion": "v1", "kind": "Service"},  # multi-node rendezvous
+        {"apiVersion": "proctor.dev/v1alpha1", "kind": "ValidationPyramid"},
+        {"apiVersion": "v1", "kind": "ConfigMap"},  # study digests
+        {"apiVersion": "v1", "kind": "Event"},
+    ]
+    for obj in created:
         group = obj["apiVersion"].rpartition("/")[0]
-        resource = {"ServiceAccount": "serviceaccounts", "Role": "roles", "Secret": "secrets"}.get(
-            obj["kind"], "rolebindings"
-        )
-        assert (group, resource, "create") in grants, obj["kind"]
-    for kind, group, resource in [
-        ("Job", "batch", "jobs"),
-        ("Service", "", "services"),
-        ("ValidationPyramid", "proctor.dev", "validationpyramids"),
-    ]:
-        assert (group, resource, "create") in grants, kind
+        assert (group, PLURALS[obj["kind"]], "create") in grants, obj["kind"]
     # Kubernetes refuses a Role granting what its creator does not hold (no escalate verb here).
     [role] = [obj for obj in watchdog_access("ml") if obj["kind"] == "Role"]
     assert _grants(role) <= grants
@@ -212,21 +212,27 @@ def test_the_operator_pod_is_locked_down_and_probed():
 
 def test_values_reach_the_operator_as_the_settings_it_reads():
     [deployment] = _of_kind(render(*VARIANTS["everything-on"]), "Deployment")
-    env = {
-        var["name"]: var["value"]
-        for var in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
-    }
-    assert env["PROCTOR_BUNDLE_URI"] == "s3://bundles/proctor"
-    assert env["PROCTOR_STORAGE_ENDPOINT"] == "http://minio.storage:9000"
-    assert env["PROCTOR_WATCHDOG_SECRET"] == "proctor-storage"
-    assert env["PROCTOR_PROMETHEUS_URL"] == "http://prometheus.monitoring:9090"
-    assert env["PROCTOR_DEFAULT_QUEUE"] == "gpu-queue"
-    assert env["PROCTOR_WATCHDOG_IMAGE"] == "proctor/watchdog:0.1.0"
-    # What the operator would make of them: ControllerSettings accepts exactly these.
-
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    env = {var["name"]: var["value"] for var in container["env"]}
+    # Every setting with a Helm value is set by the chart under the variable the operator reads.
+    for field_name, (variable, helm) in VARIABLES.items():
+        if helm is not None:
+            assert variable in env, f"{helm} does not reach {variable} ({field_name})"
     with mock.patch.dict(os.environ, env, clear=True):
         settings = ControllerSettings.from_env()
-    assert settings.default_thresholds == {"minMfuRatio": 0.3, "maxCheckpointAge": "2h"}
+    assert settings == ControllerSettings(
+        watchdog_image="proctor/watchdog:0.1.0",
+        default_bundle_uri="s3://bundles/proctor",
+        watchdog_secret="proctor-storage",
+        resync_seconds=10.0,
+        progress_seconds=15.0,
+        default_queue="gpu-queue",
+        prometheus_url="http://prometheus.monitoring:9090",
+        storage_endpoint="http://minio.storage:9000",
+        default_thresholds={"minMfuRatio": 0.3, "maxCheckpointAge": "2h"},
+    )
+    assert env["AWS_ENDPOINT_URL"] == "http://minio.storage:9000"  # the operator's own S3 client
+    assert container["envFrom"] == [{"secretRef": {"name": "proctor-storage", "optional": True}}]
 
 
 def test_watching_namespaces_binds_the_operator_only_there():

@@ -50,40 +50,84 @@ class ControllerSettings:
         if self.default_bundle_uri and not re.fullmatch(
             STORAGE_URI_PATTERN, self.default_bundle_uri
         ):
-            raise ValueError(
+            raise SettingError(
+                "default_bundle_uri",
                 f"default bundle URI {self.default_bundle_uri!r}: use s3://bucket/prefix or "
-                "file:///absolute/path"
+                "file:///absolute/path",
             )
         if self.default_queue and not re.fullmatch(DNS_LABEL, self.default_queue):
-            raise ValueError(f"default queue {self.default_queue!r} is not a Kueue queue name")
-        for name, url in (("Prometheus", self.prometheus_url), ("storage", self.storage_endpoint)):
+            raise SettingError(
+                "default_queue",
+                f"default queue {self.default_queue!r} is not a Kueue queue name: use a "
+                "lowercase DNS label such as gpu-queue",
+            )
+        for field_name, what in (("prometheus_url", "Prometheus"), ("storage_endpoint", "storage")):
+            url = getattr(self, field_name)
             if url and not re.match(r"^https?://", url):
-                raise ValueError(f"{name} URL {url!r}: use http:// or https://")
-        _check_default_thresholds(self.default_thresholds)
+                raise SettingError(field_name, f"{what} URL {url!r}: use http:// or https://")
+        try:
+            _check_default_thresholds(self.default_thresholds)
+        except ValueError as exc:
+            raise SettingError("default_thresholds", str(exc)) from None
         for name in ("resync_seconds", "progress_seconds", "retry_base_seconds"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be above 0, got {getattr(self, name)}")
+                raise SettingError(name, f"{name} must be above 0, got {getattr(self, name)}")
 
     @classmethod
     def from_env(cls, **overrides: object) -> ControllerSettings:
-        """Settings from PROCTOR_* variables; `overrides` (flags) win where not None."""
-        env = os.environ.get
-        values: dict[str, object] = {
-            "watchdog_image": env("PROCTOR_WATCHDOG_IMAGE"),
-            "default_bundle_uri": env("PROCTOR_BUNDLE_URI"),
-            "watchdog_secret": env("PROCTOR_WATCHDOG_SECRET"),
-            "resync_seconds": _number(env("PROCTOR_RESYNC_SECONDS"), float),
-            "progress_seconds": _number(env("PROCTOR_PROGRESS_SECONDS"), float),
-            "retry_base_seconds": _number(env("PROCTOR_RETRY_BASE_SECONDS"), float),
-            "default_queue": env("PROCTOR_DEFAULT_QUEUE") or None,
-            "prometheus_url": env("PROCTOR_PROMETHEUS_URL") or None,
-            "storage_endpoint": env("PROCTOR_STORAGE_ENDPOINT") or None,
-            "default_thresholds": _json_object(
-                env("PROCTOR_WATCHDOG_THRESHOLDS"), "PROCTOR_WATCHDOG_THRESHOLDS"
-            ),
-        }
+        """Settings from PROCTOR_* variables; `overrides` (flags) win where not None. An error
+        names the variable and the Helm value that set it."""
+        values: dict[str, object] = {}
+        for field_name, (variable, _) in VARIABLES.items():
+            raw = os.environ.get(variable) or None
+            try:
+                values[field_name] = _parsed(field_name, raw)
+            except ValueError as exc:
+                raise ValueError(f"{exc} {_where(field_name)}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**{k: v for k, v in values.items() if v is not None})  # type: ignore[arg-type]
+        try:
+            return cls(**{k: v for k, v in values.items() if v is not None})  # type: ignore[arg-type]
+        except SettingError as exc:
+            raise ValueError(f"{exc} {_where(exc.field)}") from None
+
+
+class SettingError(ValueError):
+    """A setting's value is wrong; `field` says which."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+# Each setting's environment variable and the Helm value that sets it (tests/deploy checks the
+# chart against this table), so an error can say where to fix it.
+VARIABLES: dict[str, tuple[str, str | None]] = {
+    "watchdog_image": ("PROCTOR_WATCHDOG_IMAGE", "image.watchdog"),
+    "default_bundle_uri": ("PROCTOR_BUNDLE_URI", "storage.bundleURI"),
+    "watchdog_secret": ("PROCTOR_WATCHDOG_SECRET", "storage.existingSecret"),
+    "resync_seconds": ("PROCTOR_RESYNC_SECONDS", "operator.resyncSeconds"),
+    "progress_seconds": ("PROCTOR_PROGRESS_SECONDS", "operator.progressSeconds"),
+    "retry_base_seconds": ("PROCTOR_RETRY_BASE_SECONDS", None),
+    "default_queue": ("PROCTOR_DEFAULT_QUEUE", "kueue.defaultQueue"),
+    "prometheus_url": ("PROCTOR_PROMETHEUS_URL", "watchdog.prometheusURL"),
+    "storage_endpoint": ("PROCTOR_STORAGE_ENDPOINT", "storage.endpoint"),
+    "default_thresholds": ("PROCTOR_WATCHDOG_THRESHOLDS", "watchdog.defaultThresholds"),
+}
+
+
+def _parsed(field_name: str, raw: str | None) -> object:
+    if field_name.endswith("_seconds"):
+        return _number(raw, float)
+    if field_name == "default_thresholds":
+        return _json_object(raw, VARIABLES[field_name][0])
+    return raw
+
+
+def _where(field_name: str) -> str:
+    variable, helm = VARIABLES.get(field_name, (None, None))
+    if variable is None:
+        return ""
+    return f"(from {variable}" + (f", Helm value {helm})" if helm else ")")
 
 
 DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
