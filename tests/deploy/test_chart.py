@@ -347,3 +347,19 @@ def test_notes_tell_the_installer_the_next_three_commands():
         "kubectl get experiments -w",
     ):
         assert command in notes
+
+
+def test_the_values_schema_uses_the_apis_own_patterns():
+    """The schema repeats three patterns of the API and the settings (JSON has no imports)."""
+    import json
+
+    from proctor.api.v1alpha1._base import DURATION_PATTERN, STORAGE_URI_PATTERN
+    from proctor.controller.settings import DNS_LABEL
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    props = schema["properties"]
+    bundle = props["storage"]["properties"]["bundleURI"]["pattern"]
+    assert bundle == "^(" + STORAGE_URI_PATTERN.removeprefix("^").removesuffix("$") + ")?$"
+    age = props["watchdog"]["properties"]["defaultThresholds"]["properties"]["maxCheckpointAge"]
+    assert age["pattern"] == DURATION_PATTERN
+    assert schema["definitions"]["dnsLabel"]["pattern"] == f"^{DNS_LABEL}$"
