@@ -289,9 +289,7 @@ def _watchdog(
     if settings.watchdog_secret:
         # Optional: a namespace without the Secret still trains; the watchdog's uploads fail
         # and its bundles wait in the spool, which its log and the bundles' absence show.
-        container["envFrom"] = [
-            {"secretRef": {"name": settings.watchdog_secret, "optional": True}}
-        ]
+        container["envFrom"] = [{"secretRef": {"name": settings.watchdog_secret, "optional": True}}]
     return container
 
 
