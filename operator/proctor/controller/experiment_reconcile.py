@@ -410,6 +410,13 @@ class _Step:
         )
         progress = self.status.training or TrainingProgress()
         progress.completion_time = self.now
+        # Progress is read at a bounded rate, so the run got further than status says: at least
+        # to the anomaly, and to what the trainer reported if it had exited already (a NaN).
+        reached = [progress.step, anomaly.step]
+        if self.observed.job is not None:
+            reached.append(_trainer_outcome(_rank_zero(self.observed.job)).get("step"))
+        steps = [int(step) for step in reached if isinstance(step, int)]
+        progress.step = max(steps) if steps else None
         self.status.training = progress
         self.stop_training_job_if_running()
 

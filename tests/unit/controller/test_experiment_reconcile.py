@@ -297,6 +297,20 @@ def test_a_critical_anomaly_stops_training_when_asked():
     assert "NonFiniteLoss" in trained["message"]
     assert "s3://bundles/ml/exp/1-NonFiniteLoss/" in trained["message"]
     assert plan.delete == [("batch/v1", "Job", "exp-train")]
+    # Progress is read at a bounded rate; the run reached at least the anomaly's step.
+    assert plan.status["training"]["step"] == 11
+
+
+def test_a_stopped_run_reports_the_step_its_trainer_reached_before_exiting():
+    obj = _training(experiment("exp", recovery={"onAnomaly": "StopTraining"}))
+    # The trainer exited at its NaN; the Job has not noticed yet (a retry pending).
+    exited = training_job(
+        "active", training_pod({"outcome": "crashed", "exitCode": 1, "step": 410}, "Failed")
+    )
+    critical = [_anomaly("NonFiniteLoss", 1, "Critical")]
+    plan = reconcile_experiment(obj, _seen(obj, job=exited, anomalies=critical), NOW, SETTINGS)
+    assert plan.status["phase"] == "Failed"
+    assert plan.status["training"]["step"] == 410
 
 
 def test_a_critical_anomaly_under_notify_only_records():
