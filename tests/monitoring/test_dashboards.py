@@ -4,12 +4,10 @@ real training run, a real dcgm-exporter exposition and the real operator."""
 
 from __future__ import annotations
 
-import http.server
 import json
 import math
 import re
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +24,7 @@ from proctor.api.v1alpha1 import Anomaly
 from tests.support.cluster import BIN, running_cluster
 from tests.support.crd_schema import REPO
 from tests.support.operator import OperatorProcess, apply, digits_experiment, wait_for
-from tests.support.prometheus import free_port, prometheus
+from tests.support.prometheus import free_port, prometheus, serve_text
 
 CHART = REPO / "charts" / "proctor"
 RULES = CHART / "files" / "rules" / "proctor.rules.yaml"
@@ -109,28 +107,9 @@ def test_the_chart_ships_each_dashboard_as_a_configmap_for_the_grafana_sidecar()
 # ---- every query against a real Prometheus ------------------------------------------------------
 
 
-def _serve(text: str) -> tuple[http.server.ThreadingHTTPServer, int]:
-    """A dcgm-exporter stand-in: serves a real exporter's exposition."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = text.encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, server.server_address[1]
-
-
 @contextmanager
 def _dcgm_exporter() -> Iterator[int]:
-    server, port = _serve((_fixtures_dir() / "h100-healthy.prom").read_text())
+    server, port = serve_text((_fixtures_dir() / "h100-healthy.prom").read_text())
     try:
         yield port
     finally:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -120,3 +122,23 @@ def prometheus(
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def serve_text(text: str) -> tuple[http.server.ThreadingHTTPServer, int]:
+    """An exporter stand-in on 127.0.0.1: serves `text` (an exposition) at every path; returns
+    the server (shut it down when done) and its port."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = text.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_address[1]

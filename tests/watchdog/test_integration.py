@@ -3,12 +3,10 @@ scrapes it and a DCGM exporter's output, and moto's S3 server as storage, down a
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import pytest
 
 from proctor.api.v1alpha1.experiment import WatchdogSpec
 from proctor.watchdog.runner import Watchdog, WatchdogConfig
-from tests.support.prometheus import free_port, prometheus
+from tests.support.prometheus import free_port, prometheus, serve_text
 from tests.support.s3 import MotoServer, s3_environment
 
 pytestmark = pytest.mark.slow
@@ -27,23 +25,6 @@ POD, NAMESPACE = "lr-warmup-2-train-0-x7k2p", "team-a"  # the pod the DCGM fixtu
 PLANTED = "hf_plantedSecretValue0123456789"
 
 
-def _serve(text: str) -> tuple[http.server.ThreadingHTTPServer, int]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = text.encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, server.server_address[1]
-
-
 def _fixtures_dir() -> Path:
     local = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "dcgm"
     return local if local.exists() else FIXTURES
@@ -51,7 +32,7 @@ def _fixtures_dir() -> Path:
 
 def test_a_nan_and_a_fatal_xid_become_bundles_that_survive_a_storage_outage(tmp_path, monkeypatch):
     monkeypatch.setenv("PROCTOR_REDACT_0", PLANTED)  # as the operator hands it to the sidecar
-    dcgm_server, dcgm_port = _serve((_fixtures_dir() / "h100-xid79.prom").read_text())
+    dcgm_server, dcgm_port = serve_text((_fixtures_dir() / "h100-xid79.prom").read_text())
     trainer_port = free_port()
     metrics_file = tmp_path / "metrics.jsonl"
     trainer_log = (tmp_path / "trainer.log").open("w")
