@@ -488,6 +488,7 @@ class _Step:
             ExperimentPhase.TRAINING: ExperimentConditionType.TRAINED,
             ExperimentPhase.SUCCEEDED: ExperimentConditionType.TRAINED,
             ExperimentPhase.CONCLUDED: ExperimentConditionType.CONCLUDED,
+            ExperimentPhase.BLOCKED: ExperimentConditionType.BLOCKED,
         }.get(phase)
         found = find_condition(self.status.conditions, condition) if condition else None
         if phase == ExperimentPhase.FAILED:

@@ -186,7 +186,7 @@ def _earlier_concluded(obj: dict[str, Any], by_name: dict[str, dict[str, Any]]) 
         if (other["metadata"].get("labels") or {}).get(STUDY_LABEL) == study
         and _created(other) < mine
         and (other.get("status") or {}).get("phase") in _FINISHED
-        and not (other.get("spec") or {}).get("conclusion")
+        and not _conclusion_accepted(other)
     )
     if not waiting:
         return None
@@ -203,3 +203,15 @@ def _created(obj: dict[str, Any]) -> tuple[str, str]:
     """Creation order; RFC 3339 UTC timestamps sort as strings, the name breaks ties."""
     meta = obj["metadata"]
     return (str(meta.get("creationTimestamp") or ""), str(meta["name"]))
+
+
+def _conclusion_accepted(obj: dict[str, Any]) -> bool:
+    """A conclusion the operator refused (ConclusionInvalid) leaves the experiment unconcluded."""
+    if not (obj.get("spec") or {}).get("conclusion"):
+        return False
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    refused = any(
+        c.get("type") == "Concluded" and c.get("reason") == Reason.CONCLUSION_INVALID.value
+        for c in conditions
+    )
+    return not refused

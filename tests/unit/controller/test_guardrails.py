@@ -162,6 +162,16 @@ def test_an_earlier_finished_unconcluded_experiment_of_the_study_blocks_the_next
     assert _check(later, _concluded(earlier)) is None
 
 
+def test_a_conclusion_the_operator_refused_does_not_unblock_the_next():
+    earlier = _in_study(_obj("s1", phase="Failed", created="2026-11-22T09:00:00Z"), "lr")
+    earlier["spec"]["conclusion"] = {"verdict": "effective", "evidence": "1", "learnings": "x"}
+    earlier["status"]["conditions"] = [
+        {"type": "Concluded", "status": "False", "reason": "ConclusionInvalid", "message": "m"}
+    ]
+    later = _in_study(_with_config(_obj("s2"), lr=0.01), "lr")
+    assert _check(later, earlier).reason == "EarlierExperimentNotConcluded"
+
+
 @pytest.mark.parametrize(
     ("phase", "study", "created"),
     [
@@ -194,6 +204,7 @@ def test_a_blocked_experiment_creates_nothing_and_unblocks_when_the_cause_is_gon
     assert plan.create == []
     assert _blocked(plan.status)["reason"] == "BaselineNotFound"
     assert [e.reason for e in plan.events] == ["Blocked"]
+    assert "does not exist" in plan.events[0].message  # the Event says why
 
     obj["status"] = plan.status
     plan = _reconcile(obj, _obj("base"))
