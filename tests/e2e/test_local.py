@@ -159,12 +159,16 @@ def test_the_live_view_in_a_terminal_ends_with_the_final_table(tmp_path):
         ]
     )
     transcript = tmp_path / "terminal.txt"
+    # COLUMNS and LINES, where the caller's shell or CI exports them, would override the
+    # pseudo-terminal's size in rich; drop them so the terminal alone decides.
+    env = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES")}
     result = subprocess.run(
         ["script", "-qfec", f"stty cols 120 rows 40; {command}", str(transcript)],
         capture_output=True,
         text=True,
         timeout=300,
         cwd=REPO,
+        env=env,
     )
     screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", transcript.read_text(errors="replace"))
     assert result.returncode == 1, screen[-3000:]
