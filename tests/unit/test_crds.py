@@ -255,6 +255,31 @@ def test_conclusion_only_after_the_run_ended(phase, allowed):
     assert (errors == []) is allowed, errors
 
 
+@pytest.mark.parametrize(
+    ("phase", "change", "allowed"),
+    [
+        ("Succeeded", "rewrite", True),  # a refused conclusion (ConclusionInvalid) is rewritten
+        ("Concluded", "same", True),  # status updates and re-applies of the same conclusion
+        ("Concluded", "rewrite", False),
+        ("Concluded", "remove", False),
+    ],
+)
+def test_an_accepted_conclusion_is_final(phase, change, allowed):
+    schema = root_schema(load_crd("experiments"))
+    first = {"verdict": "effective", "evidence": "acc 0.97", "learnings": "wider helps"}
+    old = _experiment(phase, "same", conclusion=first)
+    written = {
+        "same": first,
+        "rewrite": {**first, "verdict": "ineffective", "evidence": "acc 0.91"},
+        "remove": None,
+    }[change]
+    new = _experiment(phase, "same", **({"conclusion": written} if written else {}))
+    errors = cel_errors(schema, new, old)
+    assert (errors == []) is allowed, errors
+    if not allowed:
+        assert "final once the Experiment is Concluded" in errors[0]
+
+
 def test_names_longer_than_job_names_allow_are_refused_by_the_api_server():
     schema = root_schema(load_crd("experiments"))
     long = _experiment(None, "x")

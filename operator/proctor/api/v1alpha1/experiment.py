@@ -567,6 +567,19 @@ CONCLUSION_TOO_EARLY = (
     "spec.conclusion can be written only after the run has ended (phase Succeeded or Failed): "
     "a conclusion drawn before the evidence exists is a guess"
 )
+# Once accepted (phase Concluded) the conclusion is part of the record the study builds on: the
+# digest and the next experiment's guardrails read it, so it is neither rewritten nor removed.
+_CONCLUDED = (
+    "has(oldSelf.status) && has(oldSelf.status.phase) && oldSelf.status.phase == 'Concluded'"
+)
+_CONCLUSION_FINAL_RULE = (
+    f"!({_CONCLUDED}) || (has(self.spec.conclusion) == has(oldSelf.spec.conclusion) "
+    "&& (!has(self.spec.conclusion) || self.spec.conclusion == oldSelf.spec.conclusion))"
+)
+CONCLUSION_FINAL = (
+    "spec.conclusion is final once the Experiment is Concluded: the study's record builds on it; "
+    "to revise it, create a new Experiment that cites this one (spec.hypothesis.inspiredBy)"
+)
 
 
 class Experiment(TopLevelObject):
@@ -585,5 +598,6 @@ class Experiment(TopLevelObject):
             cel_rule(NAME_LENGTH_RULE, NAME_TOO_LONG, field_path=".metadata.name"),
             cel_rule(_FROZEN_RULE, FROZEN_ONCE_STARTED, field_path=".spec"),
             cel_rule(_CONCLUSION_RULE, CONCLUSION_TOO_EARLY, field_path=".spec.conclusion"),
+            cel_rule(_CONCLUSION_FINAL_RULE, CONCLUSION_FINAL, field_path=".spec.conclusion"),
         )
     )
