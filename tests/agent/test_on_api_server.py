@@ -5,16 +5,21 @@ status is written through the status subresource, as the operator writes it."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
+import anyio
 import pytest
 import yaml
+from mcp import Client
 
+from proctor.agent import waiting
 from proctor.agent.bundles import fetch_bundle, list_bundles
 from proctor.agent.conclusion import conclude
 from proctor.agent.errors import AgentError
 from proctor.agent.study import configmap_name, study
 from proctor.agent.submit import submit
+from proctor.mcpserver.server import build_server
 from tests.agent.real_bundle import at, write_bundle
 from tests.support.crd_schema import REPO
 
@@ -168,3 +173,40 @@ def test_study_reads_the_digest_the_configmap_links(api, connection, tmp_path):
     assert digest.digest.startswith("# Study digits")
     assert digest.concluded == 10
     assert digest.as_json()["digestURI"] == (where / "digest.md").as_uri()
+
+
+def _threads_inside_wait() -> int:
+    """How many threads are running proctor.agent.waiting.wait right now."""
+    count = 0
+    for frame in sys._current_frames().values():
+        stack = frame
+        while stack is not None:
+            if stack.f_code is waiting.wait.__code__:
+                count += 1
+                break
+            stack = stack.f_back
+    return count
+
+
+def test_a_cancelled_mcp_wait_stops_polling_and_the_session_keeps_serving(
+    api, connection, tmp_path
+):
+    """No operator runs here, so the experiment never moves: only cancelling ends the wait."""
+    submit(connection, manifest(tmp_path, "still"))
+
+    async def session() -> tuple[int, str]:
+        async with Client(build_server("default")) as client:
+            with anyio.move_on_after(2.0) as scope:
+                await client.call_tool("wait", {"name": "still", "phases": ["Succeeded"]})
+            assert scope.cancelled_caught, "the wait returned although nothing could move"
+            for _ in range(50):  # the server's worker thread sees the cancel within one poll
+                if _threads_inside_wait() == 0:
+                    break
+                await anyio.sleep(0.1)
+            still_waiting = _threads_inside_wait()
+            result = await client.call_tool("status", {"name": "still"})
+            return still_waiting, result.structured_content["phase"]
+
+    still_waiting, phase = anyio.run(session)
+    assert still_waiting == 0, "the cancelled wait is still polling the API server"
+    assert phase == "Pending"

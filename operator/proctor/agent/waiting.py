@@ -10,6 +10,7 @@ immune to dropped watch streams.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -86,6 +87,10 @@ def describe(report: ExperimentReport) -> str:
     return ", ".join(parts)
 
 
+class WaitCancelled(Exception):
+    """The caller gave up on the wait (`cancel` was set): nobody reads a result any more."""
+
+
 def wait(
     connection: Connection,
     name: str,
@@ -93,13 +98,20 @@ def wait(
     timeout: float,
     on_progress: Callable[[Progress], None] | None = None,
     interval: float = 1.0,
+    cancel: threading.Event | None = None,
 ) -> WaitResult:
-    """Wait up to `timeout` seconds for Experiment `name` to reach one of `awaited`."""
+    """Wait up to `timeout` seconds for Experiment `name` to reach one of `awaited`.
+
+    `cancel`, set from another thread, ends the wait within one poll (WaitCancelled): a client
+    that cancels a long wait must not leave it polling the API server until its timeout."""
     awaited = parse_phases(awaited)
+    cancel = cancel or threading.Event()
     start = time.monotonic()
     last = ""
     count = 0
     while True:
+        if cancel.is_set():
+            raise WaitCancelled(name)
         report = status(connection, name)
         line = describe(report)
         if line != last and on_progress is not None:
@@ -118,4 +130,4 @@ def wait(
                 waited_seconds=round(elapsed, 1),
                 status=report,
             )
-        time.sleep(min(interval, max(0.0, timeout - elapsed)))
+        cancel.wait(min(interval, max(0.0, timeout - elapsed)))

@@ -3,12 +3,13 @@
 Tool descriptions are where an agent learns the discipline, so they say when to call each tool
 in the research loop, not only what it returns. A failure is a tool error whose text is the
 AgentError's message and hint (the fix), so the model reads what to do next in the same turn.
-`wait` blocks (in a worker thread, so the session keeps serving) and sends a progress
-notification on every change it sees.
+`wait` blocks (in a worker thread, so the session keeps serving), sends a progress
+notification on every change it sees, and stops polling when the client cancels it.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
@@ -119,15 +120,24 @@ def build_server(namespace: str | None = None) -> MCPServer:
         timeout: Annotated[float, Field(gt=0, le=86400, description="Seconds, at most.")] = 1800,
         namespace: Namespace = None,
     ) -> WaitResult:
+        cancelled = threading.Event()
+
         def progress(step: Progress) -> None:
-            anyio.from_thread.run(ctx.report_progress, step.count, None, step.message)
+            if not cancelled.is_set():
+                anyio.from_thread.run(ctx.report_progress, step.count, None, step.message)
 
         def blocking() -> WaitResult:
+            awaited = [p.value for p in phases]
             return _teach(
-                lambda: wait(connect(namespace), name, [p.value for p in phases], timeout, progress)
+                lambda: wait(connect(namespace), name, awaited, timeout, progress, cancel=cancelled)
             )
 
-        return await anyio.to_thread.run_sync(blocking)
+        # A client's notifications/cancelled cancels this task: abandon the thread at once and
+        # tell it to stop, so it neither polls on until `timeout` nor holds a worker thread.
+        try:
+            return await anyio.to_thread.run_sync(blocking, abandon_on_cancel=True)
+        finally:
+            cancelled.set()
 
     @server.tool(
         name="bundles",
