@@ -14,12 +14,23 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from proctor.api.studies import STUDY_LABEL
-from proctor.api.v1alpha1 import CitationKind, Experiment, ExperimentPhase, Reason
+from proctor.api.v1alpha1 import (
+    CitationKind,
+    Experiment,
+    ExperimentPhase,
+    ExperimentSpec,
+    Reason,
+    duration_seconds,
+    quantity_value,
+)
 
 # What ran, for the single-variable and do-not-retry guardrails: the code and the training
 # settings. Where and how it was scheduled and checkpointed does not change what it measures.
-_TRAINING_IGNORED = ("queueName", "scheduling", "checkpoint", "serviceAccountName")
+_TRAINING_IGNORED = {"queue_name", "scheduling", "checkpoint", "service_account_name"}
+_QUANTITIES = ("cpu", "memory", "sharedMemory")
 _FINISHED = (ExperimentPhase.SUCCEEDED.value, ExperimentPhase.FAILED.value)
 
 
@@ -35,37 +46,63 @@ GUARDRAIL_REASONS = (
     Reason.CITATION_MISSING,
     Reason.BASELINE_NOT_FOUND,
     Reason.MULTIPLE_VARIABLES_CHANGED,
+    Reason.VARIABLE_UNCHANGED,
     Reason.DUPLICATE_OF_CONCLUDED,
     Reason.EARLIER_EXPERIMENT_NOT_CONCLUDED,
 )
 
 
-def what_ran(spec: dict[str, Any]) -> dict[str, Any]:
-    """The part of a wire-form spec that decides what an experiment measures."""
-    code = spec.get("code") or {}
-    training = {
-        key: value
-        for key, value in (spec.get("training") or {}).items()
-        if key not in _TRAINING_IGNORED
+def what_ran(spec: ExperimentSpec) -> dict[str, Any]:
+    """What decides what an experiment measures, in one spelling: defaults filled in by the
+    model, env keyed by name (its order is not a setting), quantities as amounts ("1Gi" is
+    "1024Mi") and the time budget in seconds ("1h" is "60m")."""
+    env = {
+        var.name: var.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"name"})
+        for var in spec.code.env
     }
+    training = spec.training.model_dump(
+        mode="json", by_alias=True, exclude_none=True, exclude=_TRAINING_IGNORED
+    )
+    resources = training.get("resources") or {}
+    for key in _QUANTITIES:
+        if key in resources:
+            resources[key] = format(quantity_value(resources[key]).normalize(), "f")
+    budget = training.get("budget") or {}
+    if "maxDuration" in budget:
+        budget["maxDuration"] = duration_seconds(budget["maxDuration"])
+    code = spec.code
     return {
-        "code": {key: code.get(key) for key in ("image", "entrypoint", "config", "env")},
+        "code": {
+            "image": code.image,
+            "entrypoint": code.entrypoint,
+            "config": code.config,
+            "env": env,
+        },
         "training": training,
     }
 
 
-def fingerprint(spec: dict[str, Any]) -> str:
+def fingerprint(spec: ExperimentSpec) -> str:
     """A stable hash of what ran: equal for two experiments that would run the same thing."""
     canonical = json.dumps(what_ran(spec), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def differences(spec: dict[str, Any], baseline: dict[str, Any]) -> list[str]:
+def differences(spec: ExperimentSpec, baseline: ExperimentSpec) -> list[str]:
     """Dotted paths (under spec) where what ran differs; lists compare as a whole."""
     mine, theirs = dict(_leaves(what_ran(spec))), dict(_leaves(what_ran(baseline)))
     return sorted(
         path for path in mine.keys() | theirs.keys() if mine.get(path) != theirs.get(path)
     )
+
+
+def readable_spec(obj: dict[str, Any]) -> ExperimentSpec | None:
+    """A neighbour's spec as the model reads it; None if it does not read (then it is skipped:
+    an experiment that cannot run is neither a baseline to compare with nor a duplicate)."""
+    try:
+        return ExperimentSpec.model_validate(obj.get("spec") or {})
+    except ValidationError:
+        return None
 
 
 def _leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
@@ -78,7 +115,7 @@ def _leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
 
 def _within(path: str, variable: str) -> bool:
     """Whether a difference at `path` is a change of `variable` (the same field, or inside it;
-    or a whole list or object that contains it)."""
+    or a whole list that contains it)."""
     return path == variable or path.startswith(f"{variable}.") or variable.startswith(f"{path}.")
 
 
@@ -88,11 +125,10 @@ def check(
     """The first guardrail `obj` violates, given the other Experiments of its namespace."""
     name = obj["metadata"]["name"]
     by_name = {o["metadata"]["name"]: o for o in others if o["metadata"]["name"] != name}
-    spec = obj.get("spec") or {}
     return (
         _citations(experiment, name, by_name)
-        or _single_variable(experiment, spec, by_name)
-        or _not_a_retry(experiment, spec, by_name)
+        or _single_variable(experiment, by_name)
+        or _not_a_retry(experiment, by_name)
         or _earlier_concluded(obj, by_name)
     )
 
@@ -126,45 +162,76 @@ def _citations(
     return None
 
 
-def _single_variable(
-    experiment: Experiment, spec: dict[str, Any], by_name: dict[str, dict[str, Any]]
-) -> Block | None:
+def _single_variable(experiment: Experiment, by_name: dict[str, dict[str, Any]]) -> Block | None:
     baseline_name = experiment.spec.baseline
     if baseline_name is None:
         return None
-    baseline = by_name.get(baseline_name)
-    if baseline is None:
+    if baseline_name not in by_name:
         return Block(
             Reason.BASELINE_NOT_FOUND,
             f"spec.baseline names Experiment {baseline_name!r}, which does not exist in this "
             "namespace: name an existing experiment (kubectl get experiments), or remove "
             "spec.baseline",
         )
+    baseline = readable_spec(by_name[baseline_name])
+    if baseline is None:
+        return Block(
+            Reason.BASELINE_NOT_FOUND,
+            f"spec.baseline names Experiment {baseline_name!r}, whose spec this operator cannot "
+            "read (kubectl describe experiment it for why): name another baseline",
+        )
     variable = experiment.spec.hypothesis.independent_variable
-    changed = differences(spec, baseline.get("spec") or {})
-    others = [path for path in changed if not _within(path, variable)]
-    if not others or experiment.spec.guardrails.allow_multiple_changes is not None:
+    changed = differences(experiment.spec, baseline)
+    inside = [path for path in changed if _within(path, variable)]
+    outside = [path for path in changed if not _within(path, variable)]
+    if not inside:
+        return Block(
+            Reason.VARIABLE_UNCHANGED,
+            f"hypothesis.independentVariable is {variable}, but it has the same value as in the "
+            f"baseline {baseline_name}"
+            + (
+                f" (what differs is: {_listed(outside)})"
+                if outside
+                else ", as does everything else"
+            )
+            + ": change the variable the hypothesis is about, or name the one you changed",
+        )
+    if experiment.spec.guardrails.allow_multiple_changes is not None:
         return None
-    listed = ", ".join(others[:20]) + (f" and {len(others) - 20} more" if len(others) > 20 else "")
-    return Block(
-        Reason.MULTIPLE_VARIABLES_CHANGED,
-        f"besides hypothesis.independentVariable ({variable}), this experiment differs from its "
-        f"baseline {baseline_name} in: {listed}. Change one variable at a time: make these "
-        "equal to the baseline, or declare the variable you meant, or set "
-        "spec.guardrails.allowMultipleChanges.reason to say why several must change together",
-    )
+    if outside:
+        return Block(
+            Reason.MULTIPLE_VARIABLES_CHANGED,
+            f"besides hypothesis.independentVariable ({variable}), this experiment differs from "
+            f"its baseline {baseline_name} in: {_listed(outside)}. Change one variable at a time: "
+            "make these equal to the baseline, or declare the variable you meant, or set "
+            "spec.guardrails.allowMultipleChanges.reason to say why several must change together",
+        )
+    if len(inside) > 1:
+        return Block(
+            Reason.MULTIPLE_VARIABLES_CHANGED,
+            f"hypothesis.independentVariable ({variable}) covers {len(inside)} settings that "
+            f"differ from the baseline {baseline_name}: {_listed(inside)}. Change one at a time "
+            "and name it, or set spec.guardrails.allowMultipleChanges.reason to say why they "
+            "must change together",
+        )
+    return None
 
 
-def _not_a_retry(
-    experiment: Experiment, spec: dict[str, Any], by_name: dict[str, dict[str, Any]]
-) -> Block | None:
+def _listed(paths: list[str], limit: int = 20) -> str:
+    more = f" and {len(paths) - limit} more" if len(paths) > limit else ""
+    return ", ".join(paths[:limit]) + more
+
+
+def _not_a_retry(experiment: Experiment, by_name: dict[str, dict[str, Any]]) -> Block | None:
     if experiment.spec.guardrails.allow_retry is not None:
         return None
-    mine = fingerprint(spec)
+    mine = fingerprint(experiment.spec)
     for other_name, other in sorted(by_name.items()):
-        concluded = (other.get("status") or {}).get("phase") == ExperimentPhase.CONCLUDED.value
-        if concluded and fingerprint(other.get("spec") or {}) == mine:
-            verdict = ((other.get("spec") or {}).get("conclusion") or {}).get("verdict", "?")
+        if (other.get("status") or {}).get("phase") != ExperimentPhase.CONCLUDED.value:
+            continue  # only concluded neighbours are read: few, however large the namespace
+        spec = readable_spec(other)
+        if spec is not None and fingerprint(spec) == mine:
+            verdict = spec.conclusion.verdict.value if spec.conclusion else "?"
             return Block(
                 Reason.DUPLICATE_OF_CONCLUDED,
                 f"this experiment runs the same code, config and training settings as "

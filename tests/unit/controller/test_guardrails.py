@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from proctor.api.v1alpha1 import Experiment
+from proctor.api.v1alpha1 import Experiment, ExperimentSpec
 from proctor.controller import guardrails
 from proctor.controller.experiment_reconcile import Observed, reconcile_experiment
 from proctor.controller.settings import ControllerSettings
@@ -22,6 +22,10 @@ def _obj(name: str, *, created: str = "2026-11-22T10:00:00Z", phase: str | None 
     if phase:
         obj["status"] = {"phase": phase}
     return obj
+
+
+def _spec(obj: dict) -> ExperimentSpec:
+    return ExperimentSpec.model_validate(obj["spec"])
 
 
 def _check(obj: dict, *others: dict) -> guardrails.Block | None:
@@ -111,14 +115,64 @@ def test_where_it_runs_and_how_it_checkpoints_are_not_variables():
     child = _obj("b", baseline="base")
     child["spec"]["training"]["queueName"] = "other-queue"
     child["spec"]["training"]["checkpoint"] = {"uri": "s3://elsewhere/runs", "everySteps": 10}
-    assert guardrails.differences(child["spec"], base["spec"]) == []
+    assert guardrails.differences(_spec(child), _spec(base)) == []
 
 
-def test_a_whole_object_as_the_variable_covers_its_fields():
+def test_a_whole_object_as_the_variable_still_changes_one_setting_at_a_time():
     base = _obj("base")
-    child = _with_config(_obj("b", baseline="base"), hidden=512, lr=0.01)
+    child = _with_config(_obj("b", baseline="base"), hidden=512)
     child["spec"]["hypothesis"]["independentVariable"] = "code.config"
+    assert _check(child, base) is None  # one setting changed: the variable covers it
+    both = _with_config(child, lr=0.01)
+    block = _check(both, base)
+    assert block.reason == "MultipleVariablesChanged"
+    assert "(code.config) covers 2 settings" in block.message
+    assert "code.config.hidden, code.config.lr" in block.message
+    both["spec"]["guardrails"] = {"allowMultipleChanges": {"reason": "a joint lr/size sweep"}}
+    assert _check(both, base) is None
+
+
+def test_an_experiment_that_changes_nothing_or_not_its_variable_is_blocked():
+    base = _obj("base")
+    same = _obj("b", baseline="base")
+    same["spec"]["hypothesis"]["independentVariable"] = "code.config.lr"
+    block = _check(same, base)
+    assert block.reason == "VariableUnchanged"
+    assert "code.config.lr, but it has the same value as in the baseline base" in block.message
+    assert "as does everything else" in block.message
+    other = _with_config(same, hidden=512)
+    block = _check(other, base)
+    assert block.reason == "VariableUnchanged"
+    assert "(what differs is: code.config.hidden)" in block.message
+    # allowMultipleChanges is about several variables, not none: it does not lift this one
+    other["spec"]["guardrails"] = {"allowMultipleChanges": {"reason": "joint"}}
+    assert _check(other, base).reason == "VariableUnchanged"
+
+
+def test_spellings_of_the_same_setting_are_not_changes():
+    base = _obj("base")
+    base["spec"]["code"]["env"] = [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
+    base["spec"]["training"]["resources"] = {"cpu": "1", "memory": "1Gi", "gpus": 0}
+    base["spec"]["training"]["budget"]["maxDuration"] = "1h"
+    child = _with_config(_obj("b", baseline="base"), hidden=512)
+    child["spec"]["hypothesis"]["independentVariable"] = "code.config.hidden"
+    child["spec"]["code"]["env"] = [{"name": "B", "value": "2"}, {"name": "A", "value": "1"}]
+    child["spec"]["training"]["resources"] = {"cpu": "1000m", "memory": "1024Mi", "gpus": 0}
+    child["spec"]["training"]["budget"]["maxDuration"] = "60m"
+    assert guardrails.differences(_spec(child), _spec(base)) == ["code.config.hidden"]
     assert _check(child, base) is None
+
+
+def test_an_env_variable_is_a_variable_of_its_own():
+    base = _obj("base")
+    base["spec"]["code"]["env"] = [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
+    child = _obj("b", baseline="base")
+    child["spec"]["code"]["env"] = [{"name": "A", "value": "1"}, {"name": "B", "value": "3"}]
+    child["spec"]["hypothesis"]["independentVariable"] = "code.env.B"
+    assert guardrails.differences(_spec(child), _spec(base)) == ["code.env.B.value"]
+    assert _check(child, base) is None
+    child["spec"]["hypothesis"]["independentVariable"] = "code.env.A"
+    assert _check(child, base).reason == "VariableUnchanged"
 
 
 # ---- do not retry ------------------------------------------------------------------------
@@ -140,14 +194,31 @@ def test_a_different_setting_or_an_unconcluded_twin_is_not_a_retry():
     assert _check(_obj("again"), _obj("first", phase="Succeeded")) is None
 
 
-def test_the_fingerprint_ignores_scheduling_and_key_order():
+def test_the_fingerprint_ignores_scheduling_key_order_env_order_and_spelling():
     a = _obj("a")["spec"]
+    a["code"]["env"] = [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
     b = copy.deepcopy(a)
     b["training"]["queueName"] = "q"
     b["code"]["config"] = dict(reversed(list(b["code"]["config"].items())))
-    assert guardrails.fingerprint(a) == guardrails.fingerprint(b)
+    b["code"]["env"].reverse()
+    b["training"]["budget"]["maxDuration"] = "60m"
+    a["training"]["budget"]["maxDuration"] = "1h"
+    fingerprint = guardrails.fingerprint
+    assert fingerprint(ExperimentSpec.model_validate(a)) == fingerprint(
+        ExperimentSpec.model_validate(b)
+    )
     b["code"]["config"]["lr"] = 0.5
-    assert guardrails.fingerprint(a) != guardrails.fingerprint(b)
+    assert fingerprint(ExperimentSpec.model_validate(a)) != fingerprint(
+        ExperimentSpec.model_validate(b)
+    )
+
+
+def test_a_reordered_env_is_still_a_retry():
+    done = _concluded(_obj("first"))
+    done["spec"]["code"]["env"] = [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
+    again = _obj("again")
+    again["spec"]["code"]["env"] = [{"name": "B", "value": "2"}, {"name": "A", "value": "1"}]
+    assert _check(again, done).reason == "DuplicateOfConcluded"
 
 
 # ---- conclude before the next ------------------------------------------------------------
@@ -198,7 +269,8 @@ def _blocked(status: dict) -> dict:
 
 
 def test_a_blocked_experiment_creates_nothing_and_unblocks_when_the_cause_is_gone():
-    obj = _obj("b", baseline="base")
+    obj = _with_config(_obj("b", baseline="base"), hidden=512)
+    obj["spec"]["hypothesis"]["independentVariable"] = "code.config.hidden"
     plan = _reconcile(obj)
     assert plan.status["phase"] == "Blocked"
     assert plan.create == []

@@ -13,6 +13,7 @@ from proctor.api.v1alpha1._base import (
     cel_rules,
     duration_seconds,
     list_map,
+    quantity_value,
 )
 from proctor.api.v1alpha1.code import CodeSpec, EnvVar, EnvVarSource, KeySelector
 from proctor.api.v1alpha1.compute import Resources, Scheduling, Toleration, TrainingResources
@@ -122,5 +123,6 @@ __all__ = [
     "duration_seconds",
     "find_condition",
     "list_map",
+    "quantity_value",
     "set_condition",
 ]

@@ -7,6 +7,7 @@ pydantic's `json_schema_extra`; `proctor.api.schema` turns them into the CRD's s
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, WithJsonSchema
@@ -93,6 +94,44 @@ def duration_seconds(duration: str) -> int:
     return sum(
         int(amount) * _SECONDS_PER_UNIT[unit] for amount, unit in _DURATION_PART.findall(duration)
     )
+
+
+_QUANTITY_PARTS = re.compile(
+    r"\+?(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+    r"(?:(?P<binary>[KMGTPE]i)|[eE](?P<exponent>[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))"
+    r"|(?P<decimal>[numkMGTPE]?))"
+)
+_BINARY_SUFFIX = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}
+_DECIMAL_SUFFIX = {
+    "n": -9,
+    "u": -6,
+    "m": -3,
+    "": 0,
+    "k": 3,
+    "M": 6,
+    "G": 9,
+    "T": 12,
+    "P": 15,
+    "E": 18,
+}
+
+
+def quantity_value(quantity: int | str) -> Decimal:
+    """The amount a Kubernetes quantity stands for: "1Gi" and "1024Mi" are equal, as are
+    "500m" and "0.5"."""
+    if isinstance(quantity, int):
+        return Decimal(quantity)
+    match = _QUANTITY_PARTS.fullmatch(quantity)
+    if match is None:
+        raise ValueError(
+            f"{quantity!r} is not a Kubernetes quantity: write it like 4, 500m or 16Gi"
+        )
+    number = Decimal(match["number"])
+    if match["binary"]:
+        return number * Decimal(2 ** _BINARY_SUFFIX[match["binary"]])
+    if match["exponent"] is not None:
+        return number.scaleb(int(Decimal(match["exponent"])))
+    return number.scaleb(_DECIMAL_SUFFIX[match["decimal"] or ""])
 
 
 class ApiModel(BaseModel):

@@ -80,6 +80,8 @@ class Reason(StrEnum):
     CITATION_MISSING = "CitationMissing"
     BASELINE_NOT_FOUND = "BaselineNotFound"
     MULTIPLE_VARIABLES_CHANGED = "MultipleVariablesChanged"
+    VARIABLE_UNCHANGED = "VariableUnchanged"
+    """With a baseline, nothing at or under hypothesis.independentVariable differs from it."""
     EARLIER_EXPERIMENT_NOT_CONCLUDED = "EarlierExperimentNotConcluded"
     DUPLICATE_OF_CONCLUDED = "DuplicateOfConcluded"
     NAME_TAKEN = "NameTaken"
