@@ -93,10 +93,19 @@ def reconcile_experiment(
         step.train()
     step.record_anomalies()
     step.conclude()
-    if status.phase != old.phase:
+    if status.phase != old.phase or _blocked_for(status) != _blocked_for(old):
         plan.events.append(step.transition_event())
     plan.status = status.to_wire()
     return plan
+
+
+def _blocked_for(status: ExperimentStatus) -> tuple[str, str] | None:
+    """Why the experiment is Blocked (reason, message); a new cause is news worth an Event even
+    though the phase stays Blocked, since it asks the user for something else."""
+    if status.phase != ExperimentPhase.BLOCKED:
+        return None
+    found = find_condition(status.conditions, ExperimentConditionType.BLOCKED)
+    return (found.reason, found.message) if found else None
 
 
 @dataclass

@@ -285,6 +285,22 @@ def test_a_blocked_experiment_creates_nothing_and_unblocks_when_the_cause_is_gon
     assert [c["kind"] for c in plan.create] == ["ValidationPyramid"]
 
 
+def test_a_new_cause_of_a_block_is_a_new_event_and_the_same_cause_is_not():
+    obj = _with_config(_obj("b", baseline="base"), hidden=512)
+    obj["spec"]["hypothesis"]["independentVariable"] = "code.config.hidden"
+    plan = _reconcile(obj)
+    assert _blocked(plan.status)["reason"] == "BaselineNotFound"
+    obj["status"] = plan.status
+    assert _reconcile(obj).events == []  # still the same cause: said once
+    base = _obj("base")
+    base["spec"]["code"]["image"] = "registry.example/digits:2.0"
+    plan = _reconcile(obj, base)  # the baseline now exists, but differs in a second setting
+    assert plan.status["phase"] == "Blocked"
+    assert [e.reason for e in plan.events] == ["Blocked"]
+    assert _blocked(plan.status)["reason"] == "MultipleVariablesChanged"
+    assert "code.image" in plan.events[0].message
+
+
 def test_guardrails_are_not_checked_once_the_experiment_started():
     obj = _obj("b", baseline="base", phase="Validating")
     plan = _reconcile(obj)  # the baseline is gone now; what ran is already on the record
