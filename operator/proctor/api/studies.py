@@ -9,6 +9,7 @@ concluded, updated). N is the ConfigMap's `digestEvery`, else the newest experim
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -22,8 +23,14 @@ RESULTS_FILE = "results.tsv"
 
 
 def configmap_name(study: str) -> str:
-    """`proctor-study-<study>`, made a valid object name (label values allow _ . and capitals)."""
-    return "proctor-study-" + re.sub(r"[^a-z0-9-]", "-", study.lower()).strip("-")
+    """`proctor-study-<study>`, a valid object name, and one per study: a study name that is not
+    already one (label values allow capitals, `_` and `.`) gets a hash of itself appended, so
+    `A` and `a`, or `x_y` and `x.y`, never share a ConfigMap."""
+    if re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", study):
+        return f"proctor-study-{study}"
+    readable = re.sub(r"[^a-z0-9-]", "-", study.lower()).strip("-")
+    digest = hashlib.sha256(study.encode()).hexdigest()[:8]
+    return f"proctor-study-{readable}-{digest}" if readable else f"proctor-study-{digest}"
 
 
 def study_prefix(root: str, namespace: str, study: str) -> str:

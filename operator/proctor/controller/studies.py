@@ -8,6 +8,8 @@ nor writes one twice.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +41,9 @@ class StudyDigests:
     ) -> None:
         self.kube, self.settings = kube, settings
         self.open_store, self.clock = store_opener, clock
+        # Two members of a study can conclude at once (kopf reconciles objects concurrently):
+        # one writer per study, so the second sees what the first recorded.
+        self._locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
 
     def check(self, experiment: dict[str, Any]) -> bool:
         """Write the digest of `experiment`'s study if one is due; True when it wrote one."""
@@ -46,6 +51,10 @@ class StudyDigests:
         if not study:
             return False
         namespace = experiment["metadata"]["namespace"]
+        with self._locks[(namespace, study)]:
+            return self._check(experiment, namespace, study)
+
+    def _check(self, experiment: dict[str, Any], namespace: str, study: str) -> bool:
         members = self.kube.select(API_VERSION, "Experiment", namespace, {STUDY_LABEL: study})
         table = study_digest.rows(members)
         name = configmap_name(study)
@@ -77,7 +86,7 @@ class StudyDigests:
             "updated": self.clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         if configmap is None:
-            self.kube.create(
+            created = self.kube.create(
                 {
                     "apiVersion": "v1",
                     "kind": "ConfigMap",
@@ -92,6 +101,8 @@ class StudyDigests:
                     "data": fresh,
                 }
             )
+            if not created:  # another operator (a peer before failover) or a person made it
+                self.kube.patch("v1", "ConfigMap", namespace, name, {"data": fresh})
         else:  # a merge patch keeps what a person set there (digestEvery)
             self.kube.patch("v1", "ConfigMap", namespace, name, {"data": fresh})
         logger.info(
