@@ -238,6 +238,14 @@ class Reconciler:
 
     def _execute(self, obj: dict[str, Any], plan: Plan) -> dict[str, Any] | None:
         """Carry out `plan`; the status it wrote, or None when the status was unchanged."""
+        written = None
+        if _starts(obj, plan) and plan.create:
+            # Leaving Pending freezes the spec (CEL): write that first. The write is guarded by
+            # the resourceVersion read, so a spec edited since is refused (409, redone) before
+            # anything is built from the stale one; building first would validate one spec and
+            # then freeze another.
+            obj = self._write_status(obj, plan)
+            written = plan.status
         for child in plan.create:
             try:
                 self.kube.create(child)
@@ -246,15 +254,19 @@ class Reconciler:
                 # the API server (a resource name it does not know...): fail, with its words.
                 plan = _rejected(obj, plan, child, str(exc))
                 break
-        written = None
         if plan.status != (obj.get("status") or {}):
-            self.kube.patch_status(obj, plan.status)
+            self._write_status(obj, plan)
             written = plan.status
-            for event in plan.events:
-                self.kube.post_event(obj, event.reason, event.message, event.type)
         for api_version, kind, child_name in plan.delete:
             self.kube.delete(api_version, kind, obj["metadata"]["namespace"], child_name)
         return written
+
+    def _write_status(self, obj: dict[str, Any], plan: Plan) -> dict[str, Any]:
+        """Write the plan's status and post its Events; the object as stored now."""
+        stored = self.kube.patch_status(obj, plan.status)
+        for event in plan.events:
+            self.kube.post_event(obj, event.reason, event.message, event.type)
+        return stored or {**obj, "status": plan.status}
 
     def _guarded(self, resource: str, function: Any, *args: Any) -> bool:
         """Run one reconcile; False when it failed, which is logged and counted, and the next
@@ -322,6 +334,15 @@ def _failed_status(
     conditions = [Condition.model_validate(c) for c in status.get("conditions") or []]
     conditions = set_condition(conditions, condition, ConditionStatus.FALSE, reason, message[:4096])
     return {**status, "phase": "Failed", "conditions": [c.to_wire() for c in conditions]}
+
+
+def _starts(obj: dict[str, Any], plan: Plan) -> bool:
+    """Whether `plan` moves an Experiment out of Pending/Blocked (its spec freezes then)."""
+    if obj["kind"] != "Experiment":
+        return False
+    not_started = {None, *(p.value for p in NOT_STARTED)}
+    before = (obj.get("status") or {}).get("phase")
+    return before in not_started and plan.status.get("phase") not in not_started
 
 
 def _rejected(obj: dict[str, Any], plan: Plan, child: dict[str, Any], message: str) -> Plan:
