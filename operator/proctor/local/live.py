@@ -61,7 +61,7 @@ def run_panel(view: RunView) -> Panel:
         )
     if view.message and (view.blocked or (view.phase == "Failed" and not view.failed_layer)):
         lines.append(Text(_short(view.message), style="yellow" if view.blocked else "red"))
-    phase = "Blocked" if view.blocked else view.phase
+    phase = view.phase
     title = Text.assemble((view.name, "bold"), "  ", (phase, _PHASE_STYLE.get(phase, "")))
     return Panel(Group(*lines), title=title, title_align="left")
 
@@ -138,7 +138,7 @@ def final_table(views: list[RunView], expected: dict[str, str] | None = None) ->
 
 
 def _phase_cell(view: RunView, expected: dict[str, str] | None) -> Text:
-    phase = "Blocked" if view.blocked else view.phase
+    phase = view.phase
     text = Text(phase, style=_PHASE_STYLE.get(phase, ""))
     if expected:
         if as_expected(view, expected):
@@ -240,8 +240,8 @@ def event_lines(before: dict[str, RunView], views: list[RunView], elapsed: float
                 f"{stamp} anomaly {anomaly.kind} ({anomaly.severity}) at step {anomaly.step}: "
                 f"bundle {anomaly.bundle_uri or 'pending'}"
             )
-        phase = "Blocked" if view.blocked else view.phase
-        old_phase = ("Blocked" if old.blocked else old.phase) if old else None
+        phase = view.phase
+        old_phase = old.phase if old else None
         if phase != old_phase:
             detail = f" ({_short(view.message, 90)})" if view.message and view.finished else ""
             lines.append(f"{stamp} {phase}{detail}")

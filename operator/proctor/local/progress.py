@@ -64,6 +64,8 @@ class RunView:
     reason: str = ""
     message: str = ""
     blocked: bool = False
+    """Stuck until a person acts: a guardrail (phase Blocked), a name taken, or pods that
+    cannot be scheduled (condition Blocked True while Pending or Training)."""
 
     @property
     def finished(self) -> bool:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from proctor.local.live import final_table
 from proctor.local.progress import experiment_view, pyramid_view
+from proctor.local.summary import as_expected
 from tests.unit.local.conftest import DETACHED_LAYERS, experiment, pyramid
 
 
@@ -55,3 +57,22 @@ def test_a_standalone_pyramid_that_passed_reads_as_succeeded():
     failed = pyramid_view(pyramid("bad", DETACHED_LAYERS))
     assert failed.finished
     assert not failed.succeeded
+
+
+def test_unschedulable_pods_stall_a_run_that_keeps_its_phase():
+    """Stuck (the local run may end on it) but not a guardrail block: the phase stays Training,
+    and an expectation of Blocked does not match it."""
+    unschedulable = {
+        "type": "Blocked",
+        "status": "True",
+        "reason": "Unschedulable",
+        "message": "0/1 nodes have nvidia.com/gpu",
+        "lastTransitionTime": "2026-11-22T08:00:00Z",
+    }
+    status = {"phase": "Training", "conditions": [unschedulable]}
+    view = experiment_view(experiment("x", status), None)
+    assert view.blocked
+    assert view.phase == "Training"
+    assert not as_expected(view, {"x": "Blocked"})
+    [phase_column] = [c for c in final_table([view]).columns if c.header == "phase"]
+    assert [str(cell) for cell in phase_column.cells] == ["Training"]
