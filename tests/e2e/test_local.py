@@ -303,3 +303,32 @@ def test_bundles_go_to_s3_with_bundle_uri_and_bundle_show_reads_them_there(tmp_p
             assert "What happened" in record["prompt"]
     finally:
         server.stop()
+
+
+def test_an_operator_that_dies_is_reported_as_json_not_a_traceback(tmp_path):
+    """A broken installation setting makes the operator exit at start: the caller reading
+    --output json still gets JSON, saying where the cause is, and exit code 4."""
+    result = subprocess.run(
+        [
+            *PROCTOR,
+            "local",
+            "run",
+            "--state-dir",
+            str(tmp_path),
+            "--code-path",
+            str(DIGITS),
+            str(DIGITS / "experiment.yaml"),
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PROCTOR_WATCHDOG_THRESHOLDS": "{not json"},
+    )
+    assert result.returncode == 4, result.stdout + result.stderr
+    body = json.loads(result.stdout)
+    assert "the operator exited" in body["error"]
+    log = Path(body["error"].rsplit("says why: ", 1)[1])
+    assert "PROCTOR_WATCHDOG_THRESHOLDS is not JSON" in log.read_text()
+    assert "Traceback" not in result.stderr

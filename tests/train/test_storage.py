@@ -76,3 +76,19 @@ def test_files_stream_in_and_out_of_both_stores(tmp_path, s3_endpoint):
         target = tmp_path / f"back-{type(store).__name__}.bin"
         store.get_file("step-1/weights.bin", target)
         assert target.read_bytes() == source.read_bytes()
+
+
+def test_an_unreachable_or_refusing_store_raises_storage_error_naming_what_to_check(s3_endpoint):
+    import boto3
+    from botocore.config import Config
+
+    from proctor.storage import StorageError
+
+    missing = open_store("s3://no-such-bucket/x")
+    with pytest.raises(StorageError, match="no-such-bucket.*AWS_ENDPOINT_URL"):
+        missing.list()
+    closed = boto3.client(
+        "s3", endpoint_url="http://127.0.0.1:9", config=Config(retries={"max_attempts": 1})
+    )
+    with pytest.raises(OSError, match="AWS_ENDPOINT_URL"):  # StorageError is an OSError
+        S3Store("checkpoints", "x", client=closed).get("a")

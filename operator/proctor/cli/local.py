@@ -35,7 +35,8 @@ if TYPE_CHECKING:  # rich and the local package need the `local` extra: imported
 DEFAULT_STATE_DIR = Path(".proctor") / "local"
 EXIT_CODES = (
     "exit codes: 0 every run succeeded, 1 a run failed or is blocked, 2 invalid manifests or "
-    "a refused apply, 3 --timeout passed, 130 interrupted"
+    "a refused apply, 3 --timeout passed, 4 the local cluster or its operator broke, "
+    "130 interrupted"
 )
 
 
@@ -118,6 +119,8 @@ def _common(verb: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from proctor.kube import KubeError
+    from proctor.local.bootstrap import LocalClusterError
     from proctor.local.manifests import ApplyError, read_manifests
     from proctor.local.summary import ExitCode, parse_expectations
 
@@ -141,6 +144,14 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         console.print("interrupted: the cluster and the operator are stopped")
         return 130
+    except (LocalClusterError, KubeError) as exc:
+        # In the shape the agent verbs use, so a caller reading --output json gets JSON.
+        hint = "the log named above says why; fix that and run `proctor local run` again"
+        if args.output == "json":
+            print(json.dumps({"error": str(exc), "hint": hint}, indent=2))
+        else:
+            console.print(f"[red]proctor local run:[/red] {exc}", highlight=False)
+        return ExitCode.BROKEN
 
 
 def _follow(

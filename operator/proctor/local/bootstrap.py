@@ -52,6 +52,11 @@ def missing_crds(api: client.ApiClient) -> list[str]:
     return missing
 
 
+
+class LocalClusterError(RuntimeError):
+    """What the local run depends on broke (its operator exited, its cluster stopped
+    answering): nothing more can be judged, and the message says where to look."""
+
 class OperatorProcess:
     """`proctor operator` for one namespace, as a child process logging to `log`.
 
@@ -101,8 +106,9 @@ class OperatorProcess:
     def check(self) -> None:
         """Raise when the operator has exited: nothing would move any more."""
         if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError(
-                f"the operator exited with {self.process.returncode}; its log: {self.log}"
+            raise LocalClusterError(
+                f"the operator exited with {self.process.returncode}, so nothing would move any "
+                f"more; its log says why: {self.log}"
             )
 
     def stop(self) -> None:

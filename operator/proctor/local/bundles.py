@@ -42,7 +42,7 @@ def load_bundle(target: str) -> LoadedBundle:
     try:
         store = open_store(target if "://" in target else str(Path(target).resolve()))
         keys = store.list()
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:  # OSError: StorageError, an unreachable store too
         raise BundleError(str(exc)) from None
     prefix = _newest_bundle(keys, target)
     try:

@@ -16,6 +16,7 @@ class ExitCode(IntEnum):
     FAILED = 1  # at least one run did not: it failed, or is blocked by a guardrail
     INVALID = 2  # a manifest is invalid or the cluster refused it: nothing ran
     TIMED_OUT = 3  # --timeout passed before every run finished
+    BROKEN = 4  # the local cluster or its operator broke: nothing more could be judged
 
 
 def parse_expectations(items: list[str]) -> dict[str, str]:

@@ -11,6 +11,6 @@ Secret in the pod) or the pod's workload identity; the endpoint from AWS_ENDPOIN
 AWS_ENDPOINT_URL.
 """
 
-from proctor.storage.stores import FileStore, ObjectStore, S3Store, open_store
+from proctor.storage.stores import FileStore, ObjectStore, S3Store, StorageError, open_store
 
-__all__ = ["FileStore", "ObjectStore", "S3Store", "open_store"]
+__all__ = ["FileStore", "ObjectStore", "S3Store", "StorageError", "open_store"]

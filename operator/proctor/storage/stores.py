@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class StorageError(OSError):
+    """The object store could not be reached or refused a request (an OSError, like a local
+    file that cannot be read, so callers handle both alike). The message names the endpoint
+    variable to check; never a credential."""
 
 
 class ObjectStore(Protocol):
@@ -79,6 +90,26 @@ class FileStore:
         return path
 
 
+def _s3_errors(method: Callable[P, T]) -> Callable[P, T]:
+    """botocore's errors (connection refused, access denied, no such bucket) as StorageError."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+
+        try:
+            return method(*args, **kwargs)
+        except (BotoCoreError, ClientError) as exc:
+            store = args[0]
+            raise StorageError(
+                f"{getattr(store, 'uri', 's3')}: {exc} (endpoint: AWS_ENDPOINT_URL_S3 or "
+                "AWS_ENDPOINT_URL; credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the "
+                "pod's identity)"
+            ) from None
+
+    return wrapper
+
+
 class S3Store:
     """A bucket and prefix of an S3-compatible service."""
 
@@ -91,21 +122,26 @@ class S3Store:
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         self.client = client or boto3.client("s3", endpoint_url=endpoint)
 
+    @_s3_errors
     def put(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
+    @_s3_errors
     def put_file(self, key: str, path: Path) -> None:
         """Streamed from disk, multipart above boto3's threshold: no size limit, no copy in RAM."""
         self.client.upload_file(str(path), self.bucket, self._key(key))
 
+    @_s3_errors
     def get_file(self, key: str, path: Path) -> None:
         self.client.download_file(self.bucket, self._key(key), str(path))
 
+    @_s3_errors
     def get(self, key: str) -> bytes:
         response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
         body: bytes = response["Body"].read()
         return body
 
+    @_s3_errors
     def list(self, prefix: str = "") -> list[str]:
         keys = []
         paginator = self.client.get_paginator("list_objects_v2")
@@ -114,6 +150,7 @@ class S3Store:
                 keys.append(item["Key"][len(self.prefix) + 1 :] if self.prefix else item["Key"])
         return sorted(keys)
 
+    @_s3_errors
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
