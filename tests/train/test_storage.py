@@ -85,7 +85,7 @@ def test_an_unreachable_or_refusing_store_raises_storage_error_naming_what_to_ch
     from proctor.storage import StorageError
 
     missing = open_store("s3://no-such-bucket/x")
-    with pytest.raises(StorageError, match="no-such-bucket.*AWS_ENDPOINT_URL"):
+    with pytest.raises(StorageError, match=r"no-such-bucket.*AWS_ENDPOINT_URL"):
         missing.list()
     closed = boto3.client(
         "s3", endpoint_url="http://127.0.0.1:9", config=Config(retries={"max_attempts": 1})

@@ -87,7 +87,7 @@ def describe(report: ExperimentReport) -> str:
     return ", ".join(parts)
 
 
-class WaitCancelled(Exception):
+class WaitCancelledError(Exception):
     """The caller gave up on the wait (`cancel` was set): nobody reads a result any more."""
 
 
@@ -102,7 +102,7 @@ def wait(
 ) -> WaitResult:
     """Wait up to `timeout` seconds for Experiment `name` to reach one of `awaited`.
 
-    `cancel`, set from another thread, ends the wait within one poll (WaitCancelled): a client
+    `cancel`, set from another thread, ends the wait within one poll (WaitCancelledError): a client
     that cancels a long wait must not leave it polling the API server until its timeout."""
     awaited = parse_phases(awaited)
     cancel = cancel or threading.Event()
@@ -111,7 +111,7 @@ def wait(
     count = 0
     while True:
         if cancel.is_set():
-            raise WaitCancelled(name)
+            raise WaitCancelledError(name)
         report = status(connection, name)
         line = describe(report)
         if line != last and on_progress is not None:
