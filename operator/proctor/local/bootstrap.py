@@ -52,10 +52,10 @@ def missing_crds(api: client.ApiClient) -> list[str]:
     return missing
 
 
-
 class LocalClusterError(RuntimeError):
     """What the local run depends on broke (its operator exited, its cluster stopped
     answering): nothing more can be judged, and the message says where to look."""
+
 
 class OperatorProcess:
     """`proctor operator` for one namespace, as a child process logging to `log`.
