@@ -332,3 +332,34 @@ def test_an_operator_that_dies_is_reported_as_json_not_a_traceback(tmp_path):
     log = Path(body["error"].rsplit("says why: ", 1)[1])
     assert "PROCTOR_WATCHDOG_THRESHOLDS is not JSON" in log.read_text()
     assert "Traceback" not in result.stderr
+
+
+def test_a_document_in_another_namespace_runs_there(tmp_path):
+    """The embedded cluster starts with `default` only: the run creates the namespaces its
+    documents name, and its operator watches them all."""
+    document = yaml.safe_load((DIGITS / "pyramid.yaml").read_text())
+    document["metadata"]["namespace"] = "lab"
+    manifest = tmp_path / "lab.yaml"
+    manifest.write_text(yaml.safe_dump(document))
+    result = subprocess.run(
+        [
+            *PROCTOR,
+            "local",
+            "run",
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--code-path",
+            str(DIGITS),
+            str(manifest),
+            "--output",
+            "json",
+            "--timeout",
+            "120",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    [run] = json.loads(result.stdout)["runs"]
+    assert (run["name"], run["phase"]) == ("digits-mlp-check", "Succeeded")  # a pyramid passed

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -166,7 +167,12 @@ def _follow(
     from rich.live import Live
 
     from proctor.local import live as view
-    from proctor.local.bootstrap import OperatorProcess, install_crds, missing_crds
+    from proctor.local.bootstrap import (
+        OperatorProcess,
+        ensure_namespaces,
+        install_crds,
+        missing_crds,
+    )
     from proctor.local.manifests import ApplyError
     from proctor.local.session import LocalRun, kube_client
     from proctor.local.summary import ExitCode
@@ -177,8 +183,12 @@ def _follow(
     if operator is not None:
         bundle_uri = args.bundle_uri or (args.state_dir.resolve() / "bundles").as_uri()
         install_crds(kube.api)
+        # Every namespace the documents name: an operator watching only --namespace would
+        # leave a document that names another Pending until --timeout.
+        watched = sorted({d["metadata"]["namespace"] for d in documents})
+        ensure_namespaces(kube.api, watched)
         process = OperatorProcess(
-            kubeconfig, operator / "operator.log", namespace=args.namespace, bundle_uri=bundle_uri
+            kubeconfig, operator / "operator.log", namespaces=watched, bundle_uri=bundle_uri
         )
         process.start()
     elif missing := missing_crds(kube.api):
@@ -327,8 +337,9 @@ def _serve(args: argparse.Namespace) -> int:
     (state / "ready").unlink(missing_ok=True)
     with embedded_cluster(state) as kubeconfig:
         install_crds(kube_client(kubeconfig).api)
+        # Long-lived, for whatever kubectl applies: every namespace.
         operator = OperatorProcess(
-            kubeconfig, state / "operator.log", namespace=args.namespace, bundle_uri=bundle_uri
+            kubeconfig, state / "operator.log", namespaces=[], bundle_uri=bundle_uri
         )
         operator.start()
         (state / "ready").write_text(str(kubeconfig))
@@ -353,6 +364,7 @@ def _up(args: argparse.Namespace) -> int:
         print(f"already running; export KUBECONFIG={state / 'kubeconfig'}")
         return 0
     state.mkdir(parents=True, exist_ok=True)
+    (state / "ready").unlink(missing_ok=True)  # a serve killed with -9 left it behind
     command = [sys.executable, "-m", "proctor.cli.main", "local", "serve"]
     command += ["--state-dir", str(state), "--namespace", args.namespace]
     command += [f"--code-path={path.resolve()}" for path in args.code_path]
@@ -396,13 +408,47 @@ def _down(args: argparse.Namespace) -> int:
     if pid is None:
         print("no local cluster is running here")
         return 0
-    os.kill(pid, signal.SIGTERM)
+    # Its operator and pod processes, found now: once it is gone they belong to init, and pods
+    # run in sessions of their own, out of reach of a signal to its process group.
+    tree = _process_tree(pid)
+    os.kill(pid, signal.SIGTERM)  # it stops its operator and pods itself
     for _ in range(300):
         if _running_pid(pid_file) is None:
             break
         time.sleep(0.1)
-    else:
-        os.kill(pid, signal.SIGKILL)
+    for straggler, started in tree.items():  # what a graceful stop did not end, in 30 s
+        if _start_time(straggler) == started:  # the same process, not a reused pid
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(straggler, signal.SIGKILL)
     pid_file.unlink(missing_ok=True)
     print("local cluster and operator stopped")
     return 0
+
+
+def _process_tree(pid: int) -> dict[int, int]:
+    """`pid` and every live process below it, each with its start time (Linux /proc; just
+    `pid` elsewhere)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        fields = _stat_fields(int(stat.parent.name))
+        if fields:
+            parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, queue = {pid: _start_time(pid)}, [pid]
+    while queue:
+        for child in parents.get(queue.pop(), []):
+            tree[child] = _start_time(child)
+            queue.append(child)
+    return {p: started for p, started in tree.items() if started is not None}
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat after the command name (which may hold spaces): state, ppid, ..."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []  # exited while listed, or not Linux
+
+
+def _start_time(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return int(fields[19]) if len(fields) > 19 else None

@@ -68,11 +68,12 @@ class OperatorProcess:
         kubeconfig: Path,
         log: Path,
         *,
-        namespace: str,
+        namespaces: list[str],
         bundle_uri: str | None,
         progress_seconds: float = 1.0,
     ) -> None:
-        self.kubeconfig, self.log, self.namespace = kubeconfig, log, namespace
+        """`namespaces` to watch; none: every namespace."""
+        self.kubeconfig, self.log, self.namespaces = kubeconfig, log, namespaces
         self.bundle_uri, self.progress_seconds = bundle_uri, progress_seconds
         self.process: subprocess.Popen[bytes] | None = None
         self._out: IO[bytes] | None = None
@@ -83,8 +84,7 @@ class OperatorProcess:
             "-m",
             "proctor.cli.main",
             "operator",
-            "--namespace",
-            self.namespace,
+            *([f"--namespace={ns}" for ns in self.namespaces] or ["--all-namespaces"]),
             "--resync-seconds",
             "1",
             "--progress-seconds",
@@ -123,3 +123,17 @@ class OperatorProcess:
         if self._out is not None:
             self._out.close()
             self._out = None
+
+
+def ensure_namespaces(api: client.ApiClient, namespaces: list[str]) -> None:
+    """Create the namespaces documents name in the embedded cluster (which starts with only
+    `default`); a real cluster's namespaces are its administrator's, and are never created."""
+    core = client.CoreV1Api(api)
+    for namespace in namespaces:
+        try:
+            core.create_namespace(
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+            )
+        except ApiException as exc:
+            if exc.status != 409:  # 409: it exists already
+                raise
