@@ -95,22 +95,26 @@ class PodNetwork:
     async def attach(self, pod: dict[str, Any]) -> PodAddress:
         """An IP for `pod` and a free host port per declared port, forwarded from `ip:port`."""
         address = PodAddress(self._next_ip(), {port: _free_port() for port in declared_ports(pod)})
-        for container_port, host_port in address.ports.items():
-            try:
-                address.servers.append(
-                    await asyncio.start_server(
-                        _forwarder(host_port), host=address.ip, port=container_port
+        try:
+            for container_port, host_port in address.ports.items():
+                try:
+                    address.servers.append(
+                        await asyncio.start_server(
+                            _forwarder(host_port), host=address.ip, port=container_port
+                        )
                     )
-                )
-            except OSError as exc:  # the pod still runs; only its IP:port is unreachable
-                logger.warning(
-                    "pod %s: cannot publish %s:%d (%s); reach it on 127.0.0.1:%d",
-                    pod["metadata"]["name"],
-                    address.ip,
-                    container_port,
-                    exc,
-                    host_port,
-                )
+                except OSError as exc:  # the pod still runs; only its IP:port is unreachable
+                    logger.warning(
+                        "pod %s: cannot publish %s:%d (%s); reach it on 127.0.0.1:%d",
+                        pod["metadata"]["name"],
+                        address.ip,
+                        container_port,
+                        exc,
+                        host_port,
+                    )
+        except BaseException:  # cancelled half-way (the pod was deleted): give back what it got
+            await asyncio.shield(self.detach(address))
+            raise
         return address
 
     async def detach(self, address: PodAddress) -> None:

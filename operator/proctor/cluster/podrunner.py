@@ -317,8 +317,8 @@ class PodRunner:
         finally:
             # Shielded: a cancelled pod (deleted, suspended, past its deadline, cluster stopping)
             # still stops every process it started, sidecars with SIGTERM first.
-            await asyncio.shield(asyncio.gather(*(self._stop(p) for p in processes)))
-            await asyncio.shield(self.network.detach(address))
+            # One shielded task: a second cancel while waiting on it ends only the wait.
+            await asyncio.shield(self._release(processes, address))
             for sidecar_name, process in sidecars:
                 for entry in status["initContainerStatuses"]:
                     if entry["name"] == sidecar_name:
@@ -441,6 +441,15 @@ class PodRunner:
             ) from None
         finally:
             log.close()
+
+    async def _release(
+        self, processes: list[asyncio.subprocess.Process], address: PodAddress
+    ) -> None:
+        """Stop every process of a pod, then give its IP and ports back, whatever happens."""
+        try:
+            await asyncio.gather(*(self._stop(p) for p in processes))
+        finally:
+            await self.network.detach(address)
 
     async def _stop(self, process: asyncio.subprocess.Process) -> None:
         if process.returncode is not None:
