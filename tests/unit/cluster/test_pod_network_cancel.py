@@ -4,6 +4,7 @@ its ports are being published: no IP stays taken, no forwarder keeps listening."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 
 from proctor.cluster.podnet import PodNetwork
@@ -29,10 +30,8 @@ def test_an_attach_cancelled_half_way_gives_back_its_ip_and_closes_its_forwarder
         await asyncio.sleep(0)  # it has taken an IP and is publishing the first port
         await asyncio.sleep(0)
         attaching.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await attaching
-        except asyncio.CancelledError:
-            pass
         ip = sorted(network._free_ips)[0] if network._free_ips else ""
         return network._in_use, [_listening(ip, p) for p in ports] if ip else [], ip
 
@@ -51,4 +50,6 @@ def test_a_whole_attach_and_detach_leave_nothing_behind():
         return up, _listening(address.ip, 18111), network._in_use
 
     up, still, in_use = asyncio.run(scenario())
-    assert up and not still and in_use == set()
+    assert up
+    assert not still
+    assert in_use == set()
