@@ -8,6 +8,7 @@ auth plugins); the pure reconcilers and detectors never see it.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import json
 import logging
 from datetime import UTC, datetime
@@ -64,6 +65,8 @@ class KubeClient:
     def __init__(self, api: client.ApiClient, component: str = "proctor-operator") -> None:
         self.api = api
         self.component = component  # who reports the Events this client posts
+        # Named in audit logs and API server metrics by what it is, not by the client library.
+        self.api.user_agent = f"{component}/{_version()}"
 
     @classmethod
     def from_environment(cls, component: str = "proctor-operator") -> KubeClient:
@@ -247,3 +250,10 @@ def _path(api_version: str, kind: str, namespace: str, name: str | None = None) 
     base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
     path = f"{base}/namespaces/{namespace}/{PLURALS[kind]}"
     return f"{path}/{name}" if name else path
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("proctor")
+    except importlib.metadata.PackageNotFoundError:
+        return "dev"

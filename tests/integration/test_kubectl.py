@@ -288,3 +288,16 @@ def test_replace_needs_the_current_resource_version(with_crds):
     stale = with_crds.kubectl("replace", "-f", "-", input=yaml.safe_dump(current), check=False)
     assert stale.returncode != 0
     assert "the object has been modified" in stale.stderr
+
+
+def test_the_api_server_counts_requests_by_client_and_verb(cluster):
+    """What the scale benchmark reads to count an operator's requests per object."""
+    counts = cluster.cluster.api.request_counts
+    before = dict(counts)
+    cluster.kubectl("get", "configmaps")
+    cluster.kubectl("create", "configmap", "counted", "--from-literal=a=1")
+    cluster.kubectl("get", "configmap", "counted")
+    new = {key: n - before.get(key, 0) for key, n in counts.items() if n != before.get(key, 0)}
+    assert new.get(("kubectl", "list"), 0) >= 1
+    assert new.get(("kubectl", "create"), 0) == 1
+    assert new.get(("kubectl", "get"), 0) >= 1

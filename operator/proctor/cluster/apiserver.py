@@ -12,6 +12,7 @@ the OpenAPI v3 documents.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -82,6 +83,25 @@ def parse_route(path: str) -> Route | None:
     )
 
 
+def _client(request: aiohttp.web.BaseRequest) -> str:
+    """The User-Agent's product name: `kubectl/v1.31.0 (linux/amd64)` -> `kubectl`."""
+    agent = request.headers.get("User-Agent", "")
+    return agent.split("/", 1)[0].split(" ", 1)[0] or "unknown"
+
+
+def _verb(request: aiohttp.web.BaseRequest) -> str:
+    """The Kubernetes verb of a request, as audit logs name it."""
+    method = request.method
+    if method == "GET":
+        route = parse_route(request.path)
+        if route is None or route.name is not None:
+            return "get"
+        return "watch" if request.query.get("watch") in ("1", "true") else "list"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
+        method, method.lower()
+    )
+
+
 @attrs.define(kw_only=True)
 class EmulatedApiServer(kmock.KubernetesScaffold):
     """A Kubernetes API server good enough for kubectl, helm and kopf. Serve it with
@@ -94,6 +114,12 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
     watch_queue_limit: int = 10_000
     _watch_queues: set[asyncio.Queue[Any]] = attrs.field(factory=set, init=False)
     _builtin_reactions: int = attrs.field(default=0, init=False)
+    request_counts: collections.Counter[tuple[str, str]] = attrs.field(
+        factory=collections.Counter, init=False
+    )
+    """Requests served, by (client, verb): the client is the User-Agent's product (`kopf`,
+    `proctor-operator`, `kubectl`...), the verb get, list, watch, create, patch, delete...
+    Benchmarks read it to count the requests an operator makes per object."""
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -139,6 +165,7 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
             return await self._render_error(exc)
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        self.request_counts[_client(raw_request), _verb(raw_request)] += 1
         content_type = raw_request.headers.get("Content-Type", "")
         if "protobuf" in content_type:
             # Typed clients (helm, `kubectl create`) send built-ins as protobuf: read the few kinds
