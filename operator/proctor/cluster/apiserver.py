@@ -114,12 +114,13 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
     watch_queue_limit: int = 10_000
     _watch_queues: set[asyncio.Queue[Any]] = attrs.field(factory=set, init=False)
     _builtin_reactions: int = attrs.field(default=0, init=False)
-    request_counts: collections.Counter[tuple[str, str]] = attrs.field(
+    request_counts: collections.Counter[tuple[str, str, str]] = attrs.field(
         factory=collections.Counter, init=False
     )
-    """Requests served, by (client, verb): the client is the User-Agent's product (`kopf`,
-    `proctor-operator`, `kubectl`...), the verb get, list, watch, create, patch, delete...
-    Benchmarks read it to count the requests an operator makes per object."""
+    """Requests served, by (client, verb, resource): the client is the User-Agent's product
+    (`kopf`, `proctor-operator`, `kubectl`...), the verb get, list, watch, create, patch,
+    delete..., the resource its plural (`discovery` for the rest). Benchmarks read it to count
+    the requests an operator makes per object."""
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -165,7 +166,9 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
             return await self._render_error(exc)
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
-        self.request_counts[_client(raw_request), _verb(raw_request)] += 1
+        route = parse_route(raw_request.path)
+        resource = route.plural if route else "discovery"
+        self.request_counts[_client(raw_request), _verb(raw_request), resource] += 1
         content_type = raw_request.headers.get("Content-Type", "")
         if "protobuf" in content_type:
             # Typed clients (helm, `kubectl create`) send built-ins as protobuf: read the few kinds

@@ -179,10 +179,16 @@ def _program(rule: str) -> Any:
 def _cel(schema: dict[str, Any], value: Any, old: Any, path: str) -> list[Cause]:
     causes = []
     converted: dict[str, Any] = {}  # each side converted once, however many rules read it
+    unchanged = old is not None and value == old
     for rule in schema.get("x-kubernetes-validations", ()):
         uses_old = "oldSelf" in rule["rule"]
         if uses_old and old is None:
             continue  # transition rules run only on update
+        if unchanged and not uses_old:
+            # Validation ratcheting (Kubernetes 1.30+): a rule that does not read oldSelf does
+            # not block an update that leaves its value as it was. It also spares every status
+            # write the spec's rules, which cel-python takes milliseconds to evaluate.
+            continue
         if "self" not in converted:
             converted["self"] = json_to_cel(value)
         activation = {"self": converted["self"]}

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import copy
 import logging
 import os
 import re
@@ -135,12 +136,13 @@ class PodRunner:
 
     def _reconcile(self) -> None:
         now = datetime.now(UTC)
-        pods = self.store.list(self._pods_type, "")
+        # Read-only views: this pass reads every Job and pod, on every change of any of them.
+        pods = self.store.list(self._pods_type, "", shared=True)
         by_owner: dict[str, list[dict[str, Any]]] = {}
         for pod in pods:
             for ref in pod["metadata"].get("ownerReferences") or []:
                 by_owner.setdefault(ref.get("uid", ""), []).append(pod)
-        for job in self.store.list(self._jobs_type, ""):
+        for job in self.store.list(self._jobs_type, "", shared=True):
             try:
                 self._reconcile_job(job, by_owner.get(job["metadata"]["uid"], []), now)
             except Exception as exc:  # a malformed Job fails alone, with a reason
@@ -161,7 +163,8 @@ class PodRunner:
                     self._report_unschedulable(pod, shortage)
                     continue
                 key = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
-                self._pods[uid] = asyncio.create_task(self._run_pod(pod), name=f"pod {key}")
+                run = self._run_pod(copy.deepcopy(pod))  # it outlives this pass: its own copy
+                self._pods[uid] = asyncio.create_task(run, name=f"pod {key}")
         self._unschedulable &= live
         for uid, task in list(self._pods.items()):
             if uid not in live:

@@ -88,6 +88,7 @@ def pyramid_changed(
     name: str,
     labels: Mapping[str, str],
     status: Mapping[str, Any],
+    body: kopf.Body,
     memo: Any,
     **_: Any,
 ) -> None:
@@ -96,21 +97,29 @@ def pyramid_changed(
         reconciler.forget("ValidationPyramid", namespace or "", name)
         return
     reconciler.track("ValidationPyramid", namespace, name, status.get("phase"))
-    reconciler.pyramid(namespace, name)
+    reconciler.pyramid(namespace, name, version=body.metadata.get("resourceVersion"))
     if names.EXPERIMENT in labels:  # the owning Experiment mirrors the pyramid's progress
         reconciler.experiment(namespace, labels[names.EXPERIMENT])
 
 
 @kopf.on.event(GROUP, VERSION, "experiments")
 def experiment_changed(
-    type: str, namespace: str | None, name: str, status: Mapping[str, Any], memo: Any, **_: Any
+    type: str,
+    namespace: str | None,
+    name: str,
+    status: Mapping[str, Any],
+    body: kopf.Body,
+    memo: Any,
+    **_: Any,
 ) -> None:
     reconciler = _reconciler(memo)
     if type == "DELETED":
+        reconciler.neighbours.gone(namespace or "", name, body.metadata.uid)
         reconciler.forget("Experiment", namespace or "", name)
         return
+    reconciler.neighbours.seen(dict(body))  # kopf's Body is a read-only view: a plain copy
     reconciler.track("Experiment", namespace, name, status.get("phase"))
-    reconciler.experiment(namespace, name)
+    reconciler.experiment(namespace, name, version=body.metadata.get("resourceVersion"))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
@@ -138,4 +147,4 @@ def _owner_changed(
     if component == names.VALIDATION and names.PYRAMID in labels:
         reconciler.pyramid(namespace, labels[names.PYRAMID])
     elif component == names.TRAINING and names.EXPERIMENT in labels:
-        reconciler.experiment(namespace, labels[names.EXPERIMENT])
+        reconciler.experiment(namespace, labels[names.EXPERIMENT], child=True)

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +35,7 @@ from proctor.api.v1alpha1.conditions import ConditionType
 from proctor.controller import names
 from proctor.controller.experiment_reconcile import NOT_STARTED, Observed, reconcile_experiment
 from proctor.controller.metrics import OperatorMetrics
+from proctor.controller.neighbours import ExperimentIndex
 from proctor.controller.observed import JobFacts, job_facts
 from proctor.controller.plans import Event, Plan
 from proctor.controller.progress import read_progress
@@ -57,14 +59,26 @@ class Reconciler:
         self.settings = settings
         self.metrics = metrics
         self.studies = StudyDigests(kube, settings)
+        self.neighbours = ExperimentIndex(
+            lambda namespace: kube.select(API_VERSION, "Experiment", namespace, {})
+        )
         self._locks: defaultdict[tuple[str, str, str], threading.Lock] = defaultdict(threading.Lock)
         self._locks_guard = threading.Lock()
         self._last_read: dict[tuple[str, str], float] = {}
         # What the resync loop revisits: objects the watch showed unfinished, and objects whose
         # last pass failed or left work to check (a retry due, a Job being stopped).
         self._unfinished: set[tuple[str, str, str]] = set()
+        self._finished: set[tuple[str, str, str]] = set()
         self._retry: set[tuple[str, str, str]] = set()
         self._tracking = threading.Lock()
+        # Reconciles asked for while one of the same object waits for its lock are dropped
+        # (see _coalesced); anomaly reads they asked for are kept for the one that runs.
+        self._waiting_guard = threading.Lock()
+        self._waiting: set[tuple[str, str, str]] = set()
+        self._anomalies_due: set[tuple[str, str, str]] = set()
+        # The resourceVersion of each object's last status write by this operator: the watch
+        # event it causes brings nothing new.
+        self._own_writes: dict[tuple[str, str, str], str] = {}
 
     def _lock(self, key: tuple[str, str, str]) -> threading.Lock:
         with self._locks_guard:
@@ -78,8 +92,10 @@ class Reconciler:
         with self._tracking:
             if phase in done:
                 self._unfinished.discard((kind, namespace, name))
+                self._finished.add((kind, namespace, name))
             else:
                 self._unfinished.add((kind, namespace, name))
+                self._finished.discard((kind, namespace, name))
 
     def resync(self) -> None:
         """One pass over every unfinished object and every object due a retry."""
@@ -100,21 +116,31 @@ class Reconciler:
         """The object is gone: drop what is kept about it."""
         with self._tracking:
             self._unfinished.discard((kind, namespace, name))
+            self._finished.discard((kind, namespace, name))
             self._retry.discard((kind, namespace, name))
         with self._locks_guard:
             self._locks.pop((kind, namespace, name), None)
+        self._own_writes.pop((kind, namespace, name), None)
         if kind == "Experiment":
             self.metrics.forget_experiment(namespace, name)
             self._last_read.pop((namespace, name), None)
 
     # ---- ValidationPyramid ---------------------------------------------------------------
 
-    def pyramid(self, namespace: str | None, name: str) -> None:
+    def pyramid(self, namespace: str | None, name: str, version: str | None = None) -> None:
         if namespace is None:  # both resources are namespaced: nothing to do for anything else
             return
-        with self._lock(("ValidationPyramid", namespace, name)):
+        key = ("ValidationPyramid", namespace, name)
+        if self._echo(key, version):
+            return
+
+        def run() -> None:
+            if self._echo(key, version):
+                return
             if not self._guarded("validationpyramid", self._pyramid, namespace, name):
                 self._again("ValidationPyramid", namespace, name)
+
+        self._coalesced(key, run)
 
     def _pyramid(self, namespace: str, name: str) -> None:
         obj = self.kube.get(API_VERSION, "ValidationPyramid", namespace, name)
@@ -143,13 +169,60 @@ class Reconciler:
 
     # ---- Experiment ----------------------------------------------------------------------
 
-    def experiment(self, namespace: str | None, name: str, anomalies: bool = False) -> None:
-        """`anomalies`: an anomaly Event just arrived; read them now, not at the next tick."""
+    def experiment(
+        self,
+        namespace: str | None,
+        name: str,
+        anomalies: bool = False,
+        version: str | None = None,
+        child: bool = False,
+    ) -> None:
+        """`anomalies`: an anomaly Event just arrived; read them now, not at the next tick.
+        `version`: the resourceVersion the triggering watch event carried. `child`: one of its
+        Jobs or pods changed, which cannot change a finished Experiment (a Job it must still
+        stop is on the retry list, which the resync visits)."""
         if namespace is None:
             return
-        with self._lock(("Experiment", namespace, name)):
-            if not self._guarded("experiment", self._experiment, namespace, name, anomalies):
+        key = ("Experiment", namespace, name)
+        if self._echo(key, version):
+            return
+        if child and not anomalies:
+            with self._tracking:
+                if key in self._finished and key not in self._retry:
+                    return
+        if anomalies:
+            with self._waiting_guard:
+                self._anomalies_due.add(key)
+
+        def run() -> None:
+            with self._waiting_guard:
+                due = key in self._anomalies_due
+                self._anomalies_due.discard(key)
+            if not due and self._echo(key, version):
+                return  # checked again under the lock: the write may have been in flight
+            if not self._guarded("experiment", self._experiment, namespace, name, due):
                 self._again("Experiment", namespace, name)
+
+        self._coalesced(key, run)
+
+    def _echo(self, key: tuple[str, str, str], version: str | None) -> bool:
+        """Whether a watch event of `version` is the echo of this operator's own last status
+        write: it brings nothing the reconcile that wrote it did not know."""
+        return version is not None and version == self._own_writes.get(key)
+
+    def _coalesced(self, key: tuple[str, str, str], run: Callable[[], None]) -> None:
+        """`run` under the object's lock, once per burst of changes: a caller that finds
+        another already waiting for the lock leaves the work to it, since that one reads the
+        object after every change so far. (A Job and its pod changing five times while the
+        Experiment is reconciled cost one more reconcile, not five.)"""
+        with self._waiting_guard:
+            if key in self._waiting:
+                return
+            self._waiting.add(key)
+        with self._lock(key):
+            with self._waiting_guard:
+                self._waiting.discard(key)
+            run()
 
     def _experiment(self, namespace: str, name: str, anomalies: bool) -> None:
         obj = self.kube.get(API_VERSION, "Experiment", namespace, name)
@@ -167,7 +240,7 @@ class Reconciler:
         observed = Observed()
         if phase is None or phase in {p.value for p in NOT_STARTED}:
             # The guardrails compare with the namespace's other Experiments; only until it starts.
-            observed.neighbours = self.kube.select(API_VERSION, "Experiment", namespace, {})
+            observed.neighbours = self.neighbours.neighbours(namespace)
         spec = obj.get("spec") or {}
         if not (spec.get("validation") or {}).get("skip"):
             pyramid = self.kube.get(
@@ -264,6 +337,10 @@ class Reconciler:
     def _write_status(self, obj: dict[str, Any], plan: Plan) -> dict[str, Any]:
         """Write the plan's status and post its Events; the object as stored now."""
         stored = self.kube.patch_status(obj, plan.status)
+        meta = obj["metadata"]
+        version = (stored.get("metadata") or {}).get("resourceVersion") if stored else None
+        if version:
+            self._own_writes[(obj["kind"], meta["namespace"], meta["name"])] = version
         for event in plan.events:
             self.kube.post_event(obj, event.reason, event.message, event.type)
         return stored or {**obj, "status": plan.status}
