@@ -1,4 +1,4 @@
-"""The pyramid's L0 (MFU, memory) and the trainer on a GPU, with the ~110M-parameter GPT example.
+"""The pyramid's L0 (MFU, memory) and the trainer on a GPU, with the ~92M-parameter GPT example.
 
     python bench/gpu_pyramid_trainer.py [--config '{"batch_size": 16}'] [--train-steps 200]
 
