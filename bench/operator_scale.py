@@ -218,7 +218,12 @@ def run(count: int, resync_seconds: float, timeout: float) -> dict[str, float]:
             requests.subtract(before)
         finally:
             operator.terminate()
-            operator.wait(timeout=60)
+            try:
+                operator.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                print("warning: the operator did not stop within 60 s of SIGTERM; killed")
+                operator.kill()
+                operator.wait()
         if len(timeline.finished) < count:
             print(f"warning: {count - len(timeline.finished)} experiments unfinished at timeout")
         latencies = [

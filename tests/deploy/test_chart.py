@@ -34,7 +34,7 @@ OPERATOR_ALLOWED: dict[tuple[str, str], set[str]] = {
     ("proctor.dev", "experiments/status"): {"patch"},
     ("proctor.dev", "validationpyramids/status"): {"patch"},
     ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
-    ("", "pods"): {"get", "list", "watch"},
+    ("", "pods"): {"get", "list"},
     ("", "pods/log"): {"get"},
     ("", "events"): {"get", "list", "watch", "create"},
     ("", "services"): {"create"},

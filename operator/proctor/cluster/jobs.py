@@ -49,10 +49,10 @@ def _finished(job: dict[str, Any]) -> bool:
 
 def reconcile_job(job: dict[str, Any], pods: list[dict[str, Any]], now: datetime) -> JobDecision:
     """The pods to create and delete and the status the Job should have, given its pods."""
+    if _finished(job):  # most Jobs of a long-lived cluster: no copy of their status
+        return JobDecision(status=job.get("status") or {})
     spec, status = job.get("spec", {}), copy.deepcopy(job.get("status") or {})
     decision = JobDecision(status=status)
-    if _finished(job):
-        return decision
     indexed = spec.get("completionMode") == "Indexed"
     completions = spec.get("completions", 1 if not indexed else spec.get("parallelism", 1))
     parallelism = spec.get("parallelism", 1)
