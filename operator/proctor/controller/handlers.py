@@ -62,6 +62,9 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
 
 @kopf.on.cleanup()
 async def stop(memo: Any, **_: Any) -> None:
+    reconciler = memo.get("reconciler")
+    if reconciler is not None:
+        reconciler.stop()  # a resync pass in its thread ends after the object it is on
     task = memo.get("resync")
     if task is not None:
         task.cancel()
