@@ -29,6 +29,7 @@ from kmock._internal import parsing as kmock_parsing
 
 from proctor.cluster import errors, openapi, protobuf, tables
 from proctor.cluster.catalog import ResourceType
+from proctor.cluster.faults import ApiFaults
 from proctor.cluster.patches import APPLY_PATCH
 from proctor.cluster.selectors import SelectorError, field_selector, label_selector
 from proctor.cluster.store import Store, WatchEvent, check_shape
@@ -121,6 +122,9 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
     (`kopf`, `proctor-operator`, `kubectl`...), the verb get, list, watch, create, patch,
     delete..., the resource its plural (`discovery` for the rest). Benchmarks read it to count
     the requests an operator makes per object."""
+    faults: ApiFaults | None = None
+    """Injected faults (errors, slow answers, cut watches) for some clients' requests, ahead of
+    everything else; None serves every request as usual (see proctor.cluster.faults)."""
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -130,6 +134,11 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
         # kmock keeps every request for assertions and matches each new one against all of them;
         # keep the last few so a long-lived cluster stays fast.
         del self._requests[: -self.recorded_requests]
+        raw = request._raw_request
+        if self.faults is not None and raw is not None:
+            fault = await self.faults.disturb(raw, _client(raw), _verb(raw))
+            if fault is not None:
+                return fault
         if len(self._payloads) == self._builtin_reactions:
             # No reactions were added through kmock's DSL: skip its matching altogether.
             discovery = await self._serve_discovery(request)

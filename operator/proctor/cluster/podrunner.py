@@ -17,13 +17,23 @@ checkout's packages: every image is this environment), with:
   it declares (`ports[].containerPort`) a host port of its own, so two pods that declare one
   port do not collide; ports a pod does not declare are shared;
 - init containers in order, native sidecars (init containers with `restartPolicy: Always`) kept
-  running beside the main containers and stopped (SIGTERM, then SIGKILL) once those exit;
+  running beside the main containers (restarted when they exit meanwhile, restartCount counted,
+  without the kubelet's back-off delay) and stopped (SIGTERM, then SIGKILL) once those exit;
 - exit codes to container states and pod phases; the termination message read from the
   terminationMessagePath file (or the log tail with FallbackToLogsOnError), 4096 bytes at most;
 - logs kept per container and served as `pods/log`;
 - one node, `proctor-local`, with the extended resources (GPUs) given to the runner, none by
   default: a pod asking for more stays Pending with PodScheduled=False, reason Unschedulable, as
   the scheduler reports it. CPU and memory are not checked (every pod shares this machine).
+
+What the kubelet decides on a real node (the OOM killer, an eviction under memory pressure) has no
+cause here, so a test asks for it with an annotation on a running pod (`END_AS_ANNOTATION`):
+- `OOMKilled`: the main containers' processes get SIGKILL and end as the OOM killer leaves them
+  (exit code 137, reason OOMKilled); the pod fails.
+- `Evicted`: every process gets SIGKILL; the pod fails with reason Evicted, the kubelet's message
+  and the DisruptionTarget condition (reason TerminationByKubelet), as a kubelet evicting it
+  under memory pressure reports it.
+A pod annotated before its main containers start meets its end once they have.
 """
 
 from __future__ import annotations
@@ -50,6 +60,13 @@ from proctor.cluster.podnet import PodAddress, PodNetwork
 from proctor.cluster.store import Store, WatchEvent
 
 MAX_TERMINATION_MESSAGE = 4096
+END_AS_ANNOTATION = "emulator.proctor.dev/end-as"
+"""Set on a running pod to end it as the kubelet would: `OOMKilled` or `Evicted` (see above)."""
+END_AS = ("OOMKilled", "Evicted")
+EVICTION_MESSAGE = (
+    "The node was low on resource: memory. Threshold quantity: 100Mi, available: 51200Ki. "
+    "(emulated: annotation " + END_AS_ANNOTATION + ")"
+)
 logger = logging.getLogger(__name__)
 _FALLBACK_LOG_LINES = 80
 _VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
@@ -85,6 +102,11 @@ class PodRunner:
         # Keyed by pod uid: a pod deleted and created again under its name is a new pod.
         self._pods: dict[str, asyncio.Task[None]] = {}
         self._finished: set[tuple[str, str]] = set()  # (pod uid, container) that have exited
+        # Each running pod's processes by container name (main containers and sidecars), and the
+        # end a test asked for (END_AS_ANNOTATION), once carried out.
+        self._running: dict[str, dict[str, asyncio.subprocess.Process]] = {}
+        self._mains: dict[str, set[str]] = {}
+        self._ended_as: dict[str, str] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._pods_type = store.type("", "v1", "pods")
         self.network = PodNetwork()
@@ -154,6 +176,9 @@ class PodRunner:
         for pod in pods:
             uid = pod["metadata"]["uid"]
             live.add(uid)
+            end_as = (pod["metadata"].get("annotations") or {}).get(END_AS_ANNOTATION)
+            if end_as and uid in self._pods and uid not in self._ended_as:
+                self._end_as(pod, end_as)
             if (
                 uid not in self._pods
                 and pod.get("status", {}).get("phase") == "Pending"
@@ -173,6 +198,30 @@ class PodRunner:
                 else:
                     del self._pods[uid]
                     self._finished = {f for f in self._finished if f[0] != uid}
+                    self._ended_as.pop(uid, None)
+
+    def _end_as(self, pod: dict[str, Any], end_as: str) -> None:
+        """Carry out END_AS_ANNOTATION on a running pod: SIGKILL what the kubelet would kill;
+        the pod's task reports the end (see _run_pod). Waits for the main containers to run."""
+        uid, name = pod["metadata"]["uid"], pod["metadata"]["name"]
+        if end_as not in END_AS:
+            logger.warning(
+                "pod runner: pod %s: %s=%r is not one of %s; ignored",
+                name,
+                END_AS_ANNOTATION,
+                end_as,
+                END_AS,
+            )
+            self._ended_as[uid] = ""
+            return
+        running, mains = self._running.get(uid, {}), self._mains.get(uid, set())
+        if not mains or not mains <= set(running):
+            return  # not started yet: tried again on the next pass
+        self._ended_as[uid] = end_as
+        doomed = mains if end_as == "OOMKilled" else set(running)
+        for container in doomed:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(running[container].pid, signal.SIGKILL)
 
     def _reconcile_job(
         self, job: dict[str, Any], owned: list[dict[str, Any]], now: datetime
@@ -260,6 +309,9 @@ class PodRunner:
         # Every process this pod started, so each one is stopped however the pod ends.
         processes: list[asyncio.subprocess.Process] = []
         sidecars: list[tuple[str, asyncio.subprocess.Process]] = []
+        supervisors: list[asyncio.Task[None]] = []
+        running = self._running[uid] = {}
+        self._mains[uid] = {c["name"] for c in spec.get("containers") or []}
         address = await self.network.attach(pod)
         status: dict[str, Any] = {
             "phase": "Pending",
@@ -274,7 +326,32 @@ class PodRunner:
         async def start(container: dict[str, Any]) -> asyncio.subprocess.Process:
             process = await self._start(pod, container, volumes, pod_dir, address)
             processes.append(process)
+            running[container["name"]] = process
             return process
+
+        async def supervise(container: dict[str, Any], index: int) -> None:
+            """Restart the sidecar `sidecars[index]` whenever it exits before the pod ends."""
+            restarts = 0
+            while True:
+                code = _exit_code(await sidecars[index][1].wait())
+                if self._ended_as.get(uid) == "Evicted":
+                    return  # an evicted pod's containers are not restarted
+                restarts += 1
+                entry = _running(container, started=True)
+                entry["restartCount"] = restarts
+                entry["lastState"] = {
+                    "terminated": {
+                        "exitCode": code,
+                        "reason": "Completed" if code == 0 else "Error",
+                        "finishedAt": now_rfc3339(),
+                    }
+                }
+                sidecars[index] = (container["name"], await start(container))
+                status["initContainerStatuses"] = [
+                    entry if e["name"] == container["name"] else e
+                    for e in status["initContainerStatuses"]
+                ]
+                self._set_status(ns, name, status)
 
         try:
             volumes = self._prepare_volumes(pod, pod_dir)
@@ -284,6 +361,7 @@ class PodRunner:
                     sidecars.append((container["name"], await start(container)))
                     status["initContainerStatuses"].append(_running(container, started=True))
                     self._set_status(ns, name, status)
+                    supervisors.append(asyncio.create_task(supervise(container, len(sidecars) - 1)))
                     continue
                 code = _exit_code(await (await start(container)).wait())
                 status["initContainerStatuses"].append(
@@ -302,6 +380,8 @@ class PodRunner:
             status["conditions"] += [_cond("ContainersReady"), _cond("Ready")]
             self._set_status(ns, name, status)
             codes = [_exit_code(c) for c in await asyncio.gather(*(p.wait() for _, p in mains))]
+            for task in supervisors:  # the main containers are done: sidecars stop for good
+                task.cancel()
             status["containerStatuses"] = [
                 self._terminated(pod, c, code, volumes)
                 for (c, _), code in zip(mains, codes, strict=True)
@@ -310,6 +390,7 @@ class PodRunner:
             status["conditions"] = [
                 c for c in status["conditions"] if c["type"] not in ("Ready", "ContainersReady")
             ]
+            _report_end_as(self._ended_as.get(uid), status)
         except ContainerConfigError as exc:
             status.update(phase="Failed", reason="CreateContainerConfigError", message=str(exc))
         except Exception as exc:  # a pod this runner cannot read fails, with the reason
@@ -321,14 +402,21 @@ class PodRunner:
             # Shielded: a cancelled pod (deleted, suspended, past its deadline, cluster stopping)
             # still stops every process it started, sidecars with SIGTERM first.
             # One shielded task: a second cancel while waiting on it ends only the wait.
+            for task in supervisors:
+                task.cancel()
+            await asyncio.gather(*supervisors, return_exceptions=True)
             await asyncio.shield(self._release(processes, address))
+            self._running.pop(uid, None)
+            self._mains.pop(uid, None)
             for sidecar_name, process in sidecars:
                 for entry in status["initContainerStatuses"]:
                     if entry["name"] == sidecar_name:
+                        restarts = entry.get("restartCount", 0)
                         entry.update(
                             self._terminated(
                                 pod, {"name": sidecar_name}, _exit_code(process.returncode or 0), {}
-                            )
+                            ),
+                            restartCount=restarts,
                         )
             for process_container in spec.get("containers") or []:
                 self._finished.add((uid, process_container["name"]))
@@ -586,6 +674,24 @@ def _exit_code(returncode: int) -> int:
     """A container runtime's exit code: 128 + the signal for a process a signal ended (143 for
     SIGTERM, 137 for SIGKILL), where Python reports the negative signal number."""
     return 128 - returncode if returncode < 0 else returncode
+
+
+def _report_end_as(end_as: str | None, status: dict[str, Any]) -> None:
+    """Report a pod ended by END_AS_ANNOTATION as the kubelet reports that end."""
+    if end_as == "OOMKilled":
+        for entry in status["containerStatuses"]:
+            terminated = entry["state"]["terminated"]
+            if terminated["exitCode"] == 137:
+                terminated["reason"] = "OOMKilled"
+    elif end_as == "Evicted":
+        status.update(phase="Failed", reason="Evicted", message=EVICTION_MESSAGE)
+        status["conditions"].append(
+            {
+                **_cond("DisruptionTarget"),
+                "reason": "TerminationByKubelet",
+                "message": "The node was low on resource: memory.",
+            }
+        )
 
 
 def _cond(kind: str) -> dict[str, Any]:
