@@ -1,37 +1,63 @@
-"""examples/gpt as a user runs it: its tiny config passes the whole pyramid on a CPU, the trainer
-lowers its loss toward the synthetic language's entropy, and the code never imports proctor.
-(Its default ~92M-parameter config is what bench/gpu_pyramid_trainer.py measures on a GPU.)"""
+"""examples/gpt as a user runs it: `proctor pyramid run` on its manifest with the tiny config
+passes every layer on a CPU, the trainer lowers its loss toward the synthetic language's entropy,
+and the code never imports proctor. (Its default ~92M-parameter config is what
+bench/gpu_pyramid_trainer.py measures on a GPU; BENCHMARKS.md has the figures.)"""
 
 from __future__ import annotations
 
 import ast
 import json
 import math
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
 
-from proctor.api.v1alpha1 import PyramidLayers
 from proctor.pyramid.contract import factory
-from proctor.pyramid.runner import run_pyramid
 from proctor.train.telemetry import Telemetry
 from proctor.train.trainer import ExitCode, TrainingPlan, train
 from tests.support.crd_schema import REPO
+from tests.support.tools import tool
 
 GPT = REPO / "examples" / "gpt"
 TINY = {"tiny": True}
 
 
-def test_the_tiny_gpt_passes_every_layer_of_the_pyramid():
-    make = factory("gpt_lm:setup", TINY, [GPT])
-    runs = run_pyramid(make, PyramidLayers(), "gpt_lm:setup", torch.device("cpu"))
-    outcomes = {run.result.layer.value: run.result.phase.value for run in runs}
-    assert outcomes == {"L0": "Passed", "L1": "Passed", "L2": "Passed", "L3": "Passed"}, [
-        (run.result.layer.value, run.result.message) for run in runs
-    ]
+@pytest.mark.slow
+def test_the_tiny_gpt_passes_every_layer_of_its_pyramid_manifest(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            tool("proctor"),
+            "pyramid",
+            "run",
+            "--manifest",
+            "examples/gpt/pyramid.yaml",
+            "--path",
+            "examples/gpt",
+            "--config",
+            json.dumps(TINY),
+            "--device",
+            "cpu",
+            "--output",
+            "json",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    layers = {layer["layer"]: layer for layer in json.loads(result.stdout)}
+    phases = {name: layer["phase"] for name, layer in layers.items()}
+    assert phases == {"L0": "Passed", "L1": "Passed", "L2": "Passed", "L3": "Passed"}, layers
+    checks = {check["name"]: check for check in layers["L0"]["checks"]}
+    assert checks["flops_per_step"]["value"] > 0
+    assert checks["mfu"]["verdict"] == "Skipped"  # a CPU has no datasheet peak
 
 
-def test_the_trainer_brings_the_loss_down_toward_the_languages_entropy(tmp_path):
+@pytest.mark.slow
+def test_the_trainer_brings_the_loss_down_toward_the_languages_entropy(tmp_path: Path) -> None:
     make = factory("gpt_lm:setup", TINY, [GPT])
     metrics = tmp_path / "metrics.jsonl"
     telemetry = Telemetry(metrics_file=metrics, log_every=1)
@@ -44,7 +70,9 @@ def test_the_trainer_brings_the_loss_down_toward_the_languages_entropy(tmp_path)
     assert losses[-1] < 1.0  # and learns the chain (entropy about 0.2 nats)
 
 
-def test_the_example_refuses_unknown_config_and_imports_no_proctor(monkeypatch):
+def test_the_example_refuses_unknown_config_and_imports_no_proctor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.syspath_prepend(str(GPT))
     import gpt_lm
 
@@ -56,7 +84,9 @@ def test_the_example_refuses_unknown_config_and_imports_no_proctor(monkeypatch):
     assert not any(name.split(".")[0] == "proctor" for name in imported)
 
 
-def test_the_default_config_is_the_size_the_gpu_figures_are_for(monkeypatch):
+def test_the_default_config_is_the_size_the_gpu_figures_are_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.syspath_prepend(str(GPT))
     import gpt_lm
 
