@@ -196,8 +196,11 @@ def test_a_cancelled_mcp_wait_stops_polling_and_the_session_keeps_serving(
 
     async def session() -> tuple[int, str]:
         async with Client(build_server("default")) as client:
+            # timeout 60: without cancellation the wait would end by itself after a minute,
+            # and the test fail, rather than hang for the tool's default half hour.
             with anyio.move_on_after(2.0) as scope:
-                await client.call_tool("wait", {"name": "still", "phases": ["Succeeded"]})
+                arguments = {"name": "still", "phases": ["Succeeded"], "timeout": 60}
+                await client.call_tool("wait", arguments)
             assert scope.cancelled_caught, "the wait returned although nothing could move"
             for _ in range(50):  # the server's worker thread sees the cancel within one poll
                 if _threads_inside_wait() == 0:

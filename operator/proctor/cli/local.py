@@ -426,8 +426,8 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _process_tree(pid: int) -> dict[int, int]:
-    """`pid` and every live process below it, each with its start time (Linux /proc; just
-    `pid` elsewhere)."""
+    """`pid` and every live process below it, each with its start time (Linux /proc; an
+    empty tree elsewhere, where `local down` then only signals `pid` itself)."""
     parents: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         fields = _stat_fields(int(stat.parent.name))

@@ -8,6 +8,7 @@ resourceVersion, so a stale one is refused and the next pass redoes it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -76,6 +77,7 @@ class Reconciler:
         # (see _coalesced); anomaly reads they asked for are kept for the one that runs.
         self._waiting_guard = threading.Lock()
         self._waiting: set[tuple[str, str, str]] = set()
+        self._absorbed: set[tuple[str, str, str]] = set()
         self._anomalies_due: set[tuple[str, str, str]] = set()
         # The resourceVersion of each object's last status write by this operator: the watch
         # event it causes brings nothing new.
@@ -94,6 +96,7 @@ class Reconciler:
             if phase in done:
                 self._unfinished.discard((kind, namespace, name))
                 self._finished.add((kind, namespace, name))
+                self._own_writes.pop((kind, namespace, name), None)
             else:
                 self._unfinished.add((kind, namespace, name))
                 self._finished.discard((kind, namespace, name))
@@ -145,8 +148,8 @@ class Reconciler:
         if self._echo(key, version):
             return
 
-        def run() -> None:
-            if self._echo(key, version):
+        def run(absorbed: bool) -> None:
+            if not absorbed and self._echo(key, version):
                 return
             if not self._guarded("validationpyramid", self._pyramid, namespace, name):
                 self._again("ValidationPyramid", namespace, name)
@@ -205,11 +208,11 @@ class Reconciler:
             with self._waiting_guard:
                 self._anomalies_due.add(key)
 
-        def run() -> None:
+        def run(absorbed: bool) -> None:
             with self._waiting_guard:
                 due = key in self._anomalies_due
                 self._anomalies_due.discard(key)
-            if not due and self._echo(key, version):
+            if not due and not absorbed and self._echo(key, version):
                 return  # checked again under the lock: the write may have been in flight
             if not self._guarded("experiment", self._experiment, namespace, name, due):
                 self._again("Experiment", namespace, name)
@@ -221,19 +224,23 @@ class Reconciler:
         write: it brings nothing the reconcile that wrote it did not know."""
         return version is not None and version == self._own_writes.get(key)
 
-    def _coalesced(self, key: tuple[str, str, str], run: Callable[[], None]) -> None:
+    def _coalesced(self, key: tuple[str, str, str], run: Callable[[bool], None]) -> None:
         """`run` under the object's lock, once per burst of changes: a caller that finds
         another already waiting for the lock leaves the work to it, since that one reads the
         object after every change so far. (A Job and its pod changing five times while the
-        Experiment is reconciled cost one more reconcile, not five.)"""
+        Experiment is reconciled cost one more reconcile, not five.) `run(absorbed)`: whether
+        it took over such a request, and so must run even if its own trigger was an echo."""
         with self._waiting_guard:
             if key in self._waiting:
+                self._absorbed.add(key)
                 return
             self._waiting.add(key)
         with self._lock(key):
             with self._waiting_guard:
                 self._waiting.discard(key)
-            run()
+                absorbed = key in self._absorbed
+                self._absorbed.discard(key)
+            run(absorbed)
 
     def _experiment(self, namespace: str, name: str, anomalies: bool) -> None:
         obj = self.kube.get(API_VERSION, "Experiment", namespace, name)
@@ -330,6 +337,7 @@ class Reconciler:
             # then freeze another.
             obj = self._write_status(obj, plan)
             written = plan.status
+            plan = dataclasses.replace(plan, events=[])  # posted with that write
         for child in plan.create:
             try:
                 self.kube.create(child)

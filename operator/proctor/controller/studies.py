@@ -44,6 +44,7 @@ class StudyDigests:
         # Two members of a study can conclude at once (kopf reconciles objects concurrently):
         # one writer per study, so the second sees what the first recorded.
         self._locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+        self._locks_guard = threading.Lock()
 
     def check(self, experiment: dict[str, Any]) -> bool:
         """Write the digest of `experiment`'s study if one is due; True when it wrote one."""
@@ -51,7 +52,9 @@ class StudyDigests:
         if not study:
             return False
         namespace = experiment["metadata"]["namespace"]
-        with self._locks[(namespace, study)]:
+        with self._locks_guard:
+            lock = self._locks[(namespace, study)]
+        with lock:
             return self._check(experiment, namespace, study)
 
     def _check(self, experiment: dict[str, Any], namespace: str, study: str) -> bool:

@@ -8,6 +8,7 @@ device's peak. Peaks are dense BF16 tensor-core figures from each vendor datashe
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 
@@ -65,9 +66,16 @@ def flops_per_step(setup: TrainingSetup, batch: object) -> int:
     with (
         untouched_buffers(setup.model),
         seeded(0, device),
-        torch.compiler.set_stance("force_eager"),
+        _eager(),
         counter,
     ):
         setup.loss_fn(setup.model, batch).backward()
     setup.optimizer.zero_grad(set_to_none=True)
     return int(counter.get_total_flops())
+
+
+def _eager() -> contextlib.AbstractContextManager[object]:
+    """torch.compile's directives ignored for the block (torch 2.6+; older ones have no stance
+    to set, and count through the compiled call as before)."""
+    set_stance = getattr(torch.compiler, "set_stance", None)
+    return set_stance("force_eager") if set_stance else contextlib.nullcontext()
