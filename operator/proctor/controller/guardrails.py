@@ -106,11 +106,44 @@ def readable_spec(obj: dict[str, Any]) -> ExperimentSpec | None:
 
 
 def _leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
-    if isinstance(value, dict) and value:
+    """(dotted path, value) of every leaf; an empty map has none (no entries, as if absent)."""
+    if isinstance(value, dict):
         for key, child in value.items():
             yield from _leaves(child, f"{path}.{key}" if path else str(key))
     else:
         yield path, value
+
+
+def setting(path: str) -> str:
+    """The setting a changed leaf belongs to: one config key or one env variable is one setting,
+    however many fields it holds (an env var's valueFrom, a nested config object)."""
+    parts = path.split(".")
+    if parts[:2] in (["code", "config"], ["code", "env"]) and len(parts) > 3:
+        return ".".join(parts[:3])
+    return path
+
+
+def _compared(variable: str) -> bool:
+    """Whether `variable` lies in what the comparison covers (code, and the training settings
+    other than where and how it runs)."""
+    parts = variable.split(".")
+    if parts[0] == "code":
+        return True
+    ignored = {_camel(key) for key in _TRAINING_IGNORED}
+    return parts[0] == "training" and (len(parts) == 1 or parts[1] not in ignored)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(word.title() for word in rest)
+
+
+def _value_at(spec: ExperimentSpec, path: str) -> Any:
+    """The value at a dotted path under spec, in the wire form; None where it is absent."""
+    value: Any = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
 
 
 def _within(path: str, variable: str) -> bool:
@@ -182,8 +215,12 @@ def _single_variable(experiment: Experiment, by_name: dict[str, dict[str, Any]])
         )
     variable = experiment.spec.hypothesis.independent_variable
     changed = differences(experiment.spec, baseline)
-    inside = [path for path in changed if _within(path, variable)]
-    outside = [path for path in changed if not _within(path, variable)]
+    if _compared(variable):
+        inside = sorted({setting(path) for path in changed if _within(path, variable)})
+        outside = sorted({setting(path) for path in changed if not _within(path, variable)})
+    else:  # where it runs (training.scheduling...): a variable of its own, compared as is
+        varies = _value_at(experiment.spec, variable) != _value_at(baseline, variable)
+        inside, outside = ([variable] if varies else []), sorted(set(map(setting, changed)))
     if not inside:
         return Block(
             Reason.VARIABLE_UNCHANGED,
@@ -252,8 +289,9 @@ def _earlier_concluded(obj: dict[str, Any], by_name: dict[str, dict[str, Any]]) 
         for other_name, other in by_name.items()
         if (other["metadata"].get("labels") or {}).get(STUDY_LABEL) == study
         and _created(other) < mine
+        # Succeeded or Failed is not concluded yet, even with a conclusion written: the
+        # operator has not judged it (a refused one keeps the phase), and only Concluded counts.
         and (other.get("status") or {}).get("phase") in _FINISHED
-        and not _conclusion_accepted(other)
     )
     if not waiting:
         return None
@@ -270,15 +308,3 @@ def _created(obj: dict[str, Any]) -> tuple[str, str]:
     """Creation order; RFC 3339 UTC timestamps sort as strings, the name breaks ties."""
     meta = obj["metadata"]
     return (str(meta.get("creationTimestamp") or ""), str(meta["name"]))
-
-
-def _conclusion_accepted(obj: dict[str, Any]) -> bool:
-    """A conclusion the operator refused (ConclusionInvalid) leaves the experiment unconcluded."""
-    if not (obj.get("spec") or {}).get("conclusion"):
-        return False
-    conditions = (obj.get("status") or {}).get("conditions") or []
-    refused = any(
-        c.get("type") == "Concluded" and c.get("reason") == Reason.CONCLUSION_INVALID.value
-        for c in conditions
-    )
-    return not refused

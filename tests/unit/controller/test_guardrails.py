@@ -363,3 +363,46 @@ def test_evidence_without_numbers_is_refused_by_the_model():
         Conclusion.model_validate(
             {"verdict": "effective", "evidence": "it worked well", "learnings": "keep it"}
         )
+
+
+# ---- review findings: what one setting is, and variables outside what is compared --------
+
+
+def test_adding_one_env_variable_or_config_object_is_one_setting():
+    base = _obj("base")
+    added = _obj("b", baseline="base")
+    secret = {"secretKeyRef": {"name": "hf", "key": "token"}}
+    added["spec"]["code"]["env"] = [{"name": "HF_TOKEN", "valueFrom": secret}]
+    added["spec"]["hypothesis"]["independentVariable"] = "code.env.HF_TOKEN"
+    assert _check(added, base) is None
+    nested = _with_config(_obj("c", baseline="base"), schedule={"kind": "cosine", "warmup": 10})
+    nested["spec"]["hypothesis"]["independentVariable"] = "code.config.schedule"
+    assert _check(nested, base) is None
+
+
+def test_where_it_runs_can_be_the_variable_and_is_compared_as_is():
+    base = _obj("base")
+    moved = _obj("b", baseline="base")
+    moved["spec"]["training"]["scheduling"] = {"nodeSelector": {"gpu": "h100"}}
+    moved["spec"]["hypothesis"]["independentVariable"] = "training.scheduling.nodeSelector"
+    assert _check(moved, base) is None
+    same = _obj("c", baseline="base")
+    same["spec"]["hypothesis"]["independentVariable"] = "training.scheduling.nodeSelector"
+    assert _check(same, base).reason == "VariableUnchanged"
+    both = _with_config(moved, lr=0.01)
+    block = _check(both, base)
+    assert block.reason == "MultipleVariablesChanged"
+    assert "code.config.lr" in block.message
+
+
+def test_a_conclusion_not_yet_judged_does_not_unblock_the_next():
+    earlier = _in_study(_obj("s1", phase="Succeeded", created="2026-11-22T09:00:00Z"), "lr")
+    earlier["spec"]["conclusion"] = {
+        "verdict": "effective",
+        "evidence": "acc 0.97",
+        "learnings": "x",
+    }
+    later = _in_study(_with_config(_obj("s2"), lr=0.01), "lr")
+    assert _check(later, earlier).reason == "EarlierExperimentNotConcluded"
+    earlier["status"]["phase"] = "Concluded"  # the operator accepted it
+    assert _check(later, earlier) is None
