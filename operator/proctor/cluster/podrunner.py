@@ -401,11 +401,20 @@ class PodRunner:
         finally:
             # Shielded: a cancelled pod (deleted, suspended, past its deadline, cluster stopping)
             # still stops every process it started, sidecars with SIGTERM first.
-            # One shielded task: a second cancel while waiting on it ends only the wait.
+            # One shielded task: a second cancel while waiting on it ends only the wait; the
+            # release goes on, the bookkeeping below still runs, and the cancel is raised last.
+            cancelled_again = False
             for task in supervisors:
                 task.cancel()
-            await asyncio.gather(*supervisors, return_exceptions=True)
-            await asyncio.shield(self._release(processes, address))
+            try:
+                await asyncio.gather(*supervisors, return_exceptions=True)
+            except asyncio.CancelledError:
+                cancelled_again = True
+            release = asyncio.ensure_future(self._release(processes, address))
+            try:
+                await asyncio.shield(release)
+            except asyncio.CancelledError:
+                cancelled_again = True
             self._running.pop(uid, None)
             self._mains.pop(uid, None)
             for sidecar_name, process in sidecars:
@@ -422,6 +431,8 @@ class PodRunner:
                 self._finished.add((uid, process_container["name"]))
             if status["phase"] in ("Succeeded", "Failed"):
                 self._set_status(ns, name, status)
+            if cancelled_again:
+                raise asyncio.CancelledError
 
     def _set_status(self, ns: str, name: str, status: dict[str, Any]) -> None:
         with contextlib.suppress(errors.ApiError):  # deleted meanwhile
