@@ -52,7 +52,7 @@ def layer_job(
         "resources": podspec.compute(spec.resources),
         "terminationMessagePath": podspec.TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": podspec.CONTAINER_SECURITY,
+        "securityContext": podspec.container_security(),
     }
     if mounts:
         container["volumeMounts"] = mounts
@@ -60,7 +60,7 @@ def layer_job(
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,  # the code under test needs no Kubernetes API
         "enableServiceLinks": False,
-        "securityContext": podspec.POD_SECURITY,
+        "securityContext": podspec.pod_security(),
         "containers": [container],
         **podspec.placement(spec.scheduling),
         **podspec.pull_secrets(spec.code),

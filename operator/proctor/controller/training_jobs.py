@@ -60,7 +60,7 @@ def training_job(
         "volumeMounts": [{"name": "proctor-metrics", "mountPath": METRICS_DIR}, *shm_mounts],
         "terminationMessagePath": podspec.TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": podspec.CONTAINER_SECURITY,
+        "securityContext": podspec.container_security(),
     }
     volumes: list[dict[str, Any]] = [{"name": "proctor-metrics", "emptyDir": {}}, *shm_volumes]
     init_containers = []
@@ -83,7 +83,7 @@ def training_job(
         "terminationGracePeriodSeconds": 120,
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": podspec.POD_SECURITY,
+        "securityContext": podspec.pod_security(),
         "initContainers": init_containers,
         "containers": [trainer],
         "volumes": volumes,
@@ -280,11 +280,7 @@ def _watchdog(
             {"name": "watchdog-spool", "mountPath": SPOOL_DIR},
             {"name": "watchdog-tmp", "mountPath": "/tmp"},
         ],
-        "securityContext": {
-            **podspec.CONTAINER_SECURITY,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-        },
+        "securityContext": podspec.container_security(readOnlyRootFilesystem=True),
     }
     if settings.watchdog_secret:
         # Optional: a namespace without the Secret still trains; the watchdog's uploads fail
