@@ -28,7 +28,17 @@ DURATION_PATTERN = r"^([0-9]+[hms])*0*[1-9][0-9]*[hms]([0-9]+[hms])*$"
 ENTRYPOINT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 # Object storage the watchdog and trainer can write to: S3-compatible or a local directory.
-STORAGE_URI_PATTERN = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?|file:///.*)$"
+# Every experiment writes under <uri>/<namespace>/<name>/, so no path segment may step out of
+# it: no '.' or '..' segments, no empty ones ('//'), no '%' (an encoded '..' or '/' that some
+# layer might decode), no backslash and no control characters (RE2 has no lookahead, hence the
+# three spellings of a segment: not starting with '.', '.' then a non-dot, or '..' and more).
+_URI_CHAR = r"[^/%\\\x00-\x1f\x7f]"
+_URI_NON_DOT = r"[^/.%\\\x00-\x1f\x7f]"
+_URI_SEGMENT = f"({_URI_NON_DOT}{_URI_CHAR}*|\\.{_URI_NON_DOT}{_URI_CHAR}*|\\.\\.{_URI_CHAR}+)"
+STORAGE_URI_PATTERN = (
+    f"^(s3://[a-z0-9][a-z0-9.-]{{1,61}}[a-z0-9](/{_URI_SEGMENT})*/?"
+    f"|file://(/{_URI_SEGMENT})+/?|file:///)$"
+)
 
 # What to tell a user whose value does not match a pattern (pydantic would print the regex).
 PATTERN_HINTS = {
@@ -36,7 +46,9 @@ PATTERN_HINTS = {
     DURATION_PATTERN: "write a duration above zero in whole units, like 90s, 30m or 2h30m",
     ENTRYPOINT_PATTERN: "write it as package.module:function, for example digits_mlp:setup",
     DNS_SUBDOMAIN_PATTERN: "use lower-case letters, digits, '-' and '.', like a Kubernetes name",
-    STORAGE_URI_PATTERN: "use s3://bucket/prefix or file:///absolute/path",
+    STORAGE_URI_PATTERN: "use s3://bucket/prefix or file:///absolute/path, without '.' or '..' "
+    "segments, '//', '%', '\\' or control characters (each experiment writes under "
+    "<uri>/<namespace>/<name>/, and nothing may step out of it)",
 }
 
 # Names become Job, pod and label names with a suffix ("-l0-1234a"): 63 characters at most.
