@@ -3,6 +3,14 @@
 
 Built on the official client's ApiClient (which handles kubeconfig, in-cluster config, TLS and
 auth plugins); the pure reconcilers and detectors never see it.
+
+Answers that say "try again" are retried here, a few times, before a caller sees a KubeError:
+- 429 TooManyRequests (API Priority and Fairness): the client sends nothing at all until its
+  `Retry-After` has passed (the server is overloaded, not just this request's object), then
+  retries; any request, since a 429 means the server did not act on it;
+- 500, 502, 503, 504 and lost connections: retried after a jittered exponential backoff, for
+  requests that are safe to repeat (everything but a create, which may have been carried out
+  before the answer was lost; the caller's next reconcile finds out).
 """
 
 from __future__ import annotations
@@ -11,11 +19,15 @@ import contextlib
 import importlib.metadata
 import json
 import logging
+import random
+import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from urllib3 import Retry
 from urllib3.exceptions import HTTPError
 
 logger = logging.getLogger(__name__)
@@ -32,6 +44,15 @@ PLURALS = {
     "ValidationPyramid": "validationpyramids",
     "ConfigMap": "configmaps",
 }
+
+RETRIES = 4
+"""Retries of a request the server asked to repeat (429) or that failed in passing (5xx, a lost
+connection), after the first attempt."""
+BACKOFF_SECONDS = 0.5
+"""The first retry's delay after a 5xx or a lost connection; doubled each time, with jitter."""
+MAX_RETRY_AFTER_SECONDS = 60.0
+"""The longest Retry-After honoured as given (a larger one is capped, not ignored)."""
+_TRANSIENT = (500, 502, 503, 504)
 
 
 class KubeError(Exception):
@@ -67,6 +88,15 @@ class KubeClient:
         self.component = component  # who reports the Events this client posts
         # Named in audit logs and API server metrics by what it is, not by the client library.
         self.api.user_agent = f"{component}/{_version()}"
+        # After a 429, nothing is sent before this time.monotonic() (see the module docstring).
+        self._not_before = 0.0
+        self._throttle = threading.Lock()
+        # urllib3's default retries would repeat a 429 (or a 503 with Retry-After) in place, out
+        # of this client's sight, while its other threads go on sending: answers come to _raw,
+        # which retries them; urllib3 still retries failed connections.
+        pools = self.api.rest_client.pool_manager
+        pools.connection_pool_kw["retries"] = Retry(3, respect_retry_after_header=False)
+        pools.clear()
 
     @classmethod
     def from_environment(cls, component: str = "proctor-operator") -> KubeClient:
@@ -201,23 +231,49 @@ class KubeClient:
         query: list[tuple[str, str]] | None = None,
         content_type: str = "application/json",
     ) -> bytes:
-        try:
-            response = self.api.call_api(
-                path,
-                method,
-                query_params=query or [],
-                header_params={"Accept": "application/json, */*", "Content-Type": content_type},
-                body=body,
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _request_timeout=30,
-            )
-        except ApiException as exc:
-            raise _error(exc, method, path) from None
-        except (HTTPError, OSError) as exc:
-            raise KubeError(f"{method} {path}: {exc}") from None
-        data: bytes = response[0].data if isinstance(response, tuple) else response.data
-        return data
+        for attempt in range(RETRIES + 1):
+            self._wait_turn()
+            try:
+                response = self.api.call_api(
+                    path,
+                    method,
+                    query_params=query or [],
+                    header_params={
+                        "Accept": "application/json, */*",
+                        "Content-Type": content_type,
+                    },
+                    body=body,
+                    auth_settings=["BearerToken"],
+                    _preload_content=False,
+                    _request_timeout=30,
+                )
+            except ApiException as exc:
+                if attempt == RETRIES or not self._retryable(exc.status, method, exc):
+                    raise _error(exc, method, path) from None
+                logger.debug("%s %s: %s; retrying", method, path, exc.status)
+            except (HTTPError, OSError) as exc:
+                if attempt == RETRIES or method == "POST":
+                    raise KubeError(f"{method} {path}: {exc}") from None
+                logger.debug("%s %s: %s; retrying", method, path, exc)
+            else:
+                data: bytes = response[0].data if isinstance(response, tuple) else response.data
+                return data
+            time.sleep(BACKOFF_SECONDS * 2**attempt * random.uniform(0.5, 1.0))
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _retryable(self, status: int | None, method: str, exc: ApiException) -> bool:
+        """Whether to repeat a request that got `status`; a 429 also holds back this client."""
+        if status == 429:
+            wait = min(_retry_after(exc), MAX_RETRY_AFTER_SECONDS)
+            with self._throttle:
+                self._not_before = max(self._not_before, time.monotonic() + wait)
+            return True
+        return status in _TRANSIENT and method != "POST"
+
+    def _wait_turn(self) -> None:
+        """Sleep until a Retry-After the server gave this client has passed."""
+        while (wait := self._not_before - time.monotonic()) > 0:
+            time.sleep(wait)
 
 
 class _ConflictError(KubeError):
@@ -244,6 +300,20 @@ def _error(exc: ApiException, method: str, path: str) -> KubeError:
     if exc.status in (400, 422):
         return RejectedError(message, causes)
     return KubeError(text)
+
+
+def _retry_after(exc: ApiException) -> float:
+    """Seconds a 429 asks to wait: its Retry-After header, else the Status' retryAfterSeconds,
+    else 1, as client-go reads it."""
+    headers = exc.headers or {}
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    if value is None:
+        with contextlib.suppress(ValueError, AttributeError, TypeError):
+            value = (json.loads(exc.body or "{}").get("details") or {}).get("retryAfterSeconds")
+    try:
+        return max(float(value), 0.0) if value is not None else 1.0
+    except ValueError:
+        return 1.0
 
 
 def _path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
