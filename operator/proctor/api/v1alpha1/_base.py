@@ -64,15 +64,23 @@ NAME_LENGTH_RULE = (
     f"&& self.metadata.name.matches('{DNS_LABEL_PATTERN}'))"
 )
 
+MAX_LABEL_VALUE = 63
+"""Kubernetes label values are at most 63 characters."""
+
 # Bounds on free text keep objects small (etcd) and CEL cost estimates finite.
 SHORT_TEXT = 253
 LONG_TEXT = 4096
 
 
+MAX_QUANTITY_LENGTH = 64
+
+
 def _check_quantity(value: int | str) -> int | str:
     if isinstance(value, int) and value < 0:
         raise ValueError(f"{value} is negative: a resource quantity is 0 or more")
-    if isinstance(value, str) and not (len(value) <= 64 and re.fullmatch(QUANTITY_PATTERN, value)):
+    if isinstance(value, str) and not (
+        len(value) <= MAX_QUANTITY_LENGTH and re.fullmatch(QUANTITY_PATTERN, value)
+    ):
         raise ValueError(f"{value!r} is not a Kubernetes quantity: write it like 4, 500m or 16Gi")
     return value
 
@@ -83,13 +91,45 @@ Quantity = Annotated[
     WithJsonSchema(
         {
             "anyOf": [{"type": "integer", "minimum": 0}, {"type": "string"}],
+            "maxLength": MAX_QUANTITY_LENGTH,
             "pattern": QUANTITY_PATTERN,
             "x-kubernetes-int-or-string": True,
         }
     ),
 ]
 """A Kubernetes quantity such as 4, "500m", "16Gi"; the CRD schema says int-or-string."""
-Duration = Annotated[str, StringConstraints(pattern=DURATION_PATTERN, max_length=32)]
+MAX_DURATION = "2562047h"
+DURATION_TOO_LONG = (
+    f"a duration is at most {MAX_DURATION} (about 292 years): a longer one overflows the clocks "
+    "of Kubernetes and Go, which count nanoseconds in 64 bits"
+)
+
+
+def _check_duration(value: str) -> str:
+    if duration_seconds(value) > duration_seconds(MAX_DURATION):
+        raise ValueError(DURATION_TOO_LONG)
+    return value
+
+
+Duration = Annotated[
+    str,
+    StringConstraints(pattern=DURATION_PATTERN, max_length=32),
+    AfterValidator(_check_duration),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "maxLength": 32,
+            "pattern": DURATION_PATTERN,
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"duration(self) <= duration('{MAX_DURATION}')",
+                    "message": DURATION_TOO_LONG,
+                }
+            ],
+        }
+    ),
+]
+"""A duration like "90s" or "2h30m", at most MAX_DURATION (the API server checks it with CEL)."""
 ObjectName = Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)]
 StorageURI = Annotated[str, StringConstraints(pattern=STORAGE_URI_PATTERN, max_length=1024)]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=SHORT_TEXT)]

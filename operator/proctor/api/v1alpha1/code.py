@@ -5,11 +5,12 @@ Shared by Experiment and ValidationPyramid (spec.code).
 
 from __future__ import annotations
 
+import json
 import re
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from proctor.api.v1alpha1._base import (
     ENTRYPOINT_PATTERN,
@@ -37,6 +38,32 @@ NO_LITERAL_CREDENTIALS = (
     "this variable looks like a credential, and a literal value is readable by anyone who can "
     "read the Experiment: put it in a Secret and use valueFrom.secretKeyRef"
 )
+
+
+# The config reaches every pod as one environment variable (PROCTOR_CONFIG, JSON), and Linux
+# refuses to start a process with a variable over 128 KiB; the API server cannot check either
+# limit (the field is free-form), so the operator's model does, and the object fails SpecInvalid.
+MAX_CONFIG_DEPTH = 32
+MAX_CONFIG_BYTES = 64 * 1024
+CONFIG_LIMITS_WHY = (
+    "spec.code.config reaches every pod as the environment variable PROCTOR_CONFIG (JSON); keep it "
+    f"to settings (at most {MAX_CONFIG_BYTES // 1024} KiB, {MAX_CONFIG_DEPTH} levels) and put bulk "
+    "data in a file or object storage whose path the config names"
+)
+
+
+def _depth(value: Any) -> int:
+    """How many lists and objects deep `value` nests, counted without recursion."""
+    deepest, todo = 0, [(value, 0)]
+    while todo:
+        node, level = todo.pop()
+        if isinstance(node, dict | list):
+            level += 1
+            deepest = max(deepest, level)
+            todo.extend(
+                (child, level) for child in (node.values() if isinstance(node, dict) else node)
+            )
+    return deepest
 
 
 class ImagePullPolicy(StrEnum):
@@ -142,6 +169,21 @@ class CodeSpec(ApiModel):
         description="Environment variables for every container that runs the code.",
         json_schema_extra=list_map("name"),
     )
+
+    @field_validator("config")
+    @classmethod
+    def _config_fits_the_environment(cls, config: dict[str, Any]) -> dict[str, Any]:
+        depth = _depth(config)
+        if depth > MAX_CONFIG_DEPTH:
+            raise ValueError(
+                f"nests {depth} levels deep, more than {MAX_CONFIG_DEPTH}: {CONFIG_LIMITS_WHY}"
+            )
+        size = len(json.dumps(config, separators=(",", ":")).encode())
+        if size > MAX_CONFIG_BYTES:
+            raise ValueError(
+                f"is {size} bytes as JSON, more than {MAX_CONFIG_BYTES}: {CONFIG_LIMITS_WHY}"
+            )
+        return config
 
     @model_validator(mode="after")
     def _unique_env_names(self) -> CodeSpec:

@@ -15,7 +15,9 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from proctor.api.v1alpha1._base import (
+    DNS_SUBDOMAIN_PATTERN,
     LONG_TEXT,
+    MAX_LABEL_VALUE,
     NAME_LENGTH_RULE,
     NAME_TOO_LONG,
     SHORT_TEXT,
@@ -154,10 +156,14 @@ class TrainingSpec(ApiModel):
     checkpoint: CheckpointSpec | None = Field(
         default=None, description="Checkpointing; without it a restarted run starts from step 0."
     )
-    queue_name: ObjectName | None = Field(
+    queue_name: (
+        Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN_PATTERN, max_length=MAX_LABEL_VALUE)]
+        | None
+    ) = Field(
         default=None,
         description="Kueue LocalQueue to submit the training Job to; a suspended Job shows as "
-        "Queued, not failed.",
+        "Queued, not failed. At most 63 characters: it becomes the Job's "
+        "kueue.x-k8s.io/queue-name label.",
     )
     command: list[Annotated[str, StringConstraints(max_length=LONG_TEXT)]] | None = Field(
         default=None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Self
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from proctor.api.v1alpha1._base import (
     DNS_LABEL_PATTERN,
@@ -30,6 +30,12 @@ class ObjectMeta(ApiModel):
     labels: dict[str, str] = Field(default_factory=dict, description="Labels.")
     annotations: dict[str, str] = Field(default_factory=dict, description="Annotations.")
     generation: int | None = Field(default=None, description="Bumped on every spec change.")
+
+    @field_validator("labels", "annotations", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: object) -> object:
+        """`labels: null` is what the API server stores as no labels (a nil map)."""
+        return {} if value is None else value
 
 
 class TopLevelObject(ApiModel):
