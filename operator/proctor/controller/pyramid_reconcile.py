@@ -15,6 +15,7 @@ Failures are told apart:
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -171,7 +172,7 @@ def _finished(
 ) -> LayerResult:
     pod = job.last_pod
     ended = job.finish_time or now
-    result = _layer_result(pod, layer)
+    result, unreadable = _layer_result(pod, layer)
     if result is not None and (job.complete or result.phase == LayerPhase.FAILED):
         return result.model_copy(
             update={
@@ -195,28 +196,70 @@ def _finished(
     cause = pod.infrastructure_cause if pod else "the layer's pod disappeared before it finished"
     if cause is not None:
         return _infrastructure(pyramid, obj, layer, entry, cause, ended, now, settings, plan)
-    return _failed(entry, ended, "runs", _code_failure(layer, job, pod))
+    check = "result" if unreadable else "runs"
+    return _failed(entry, ended, check, _code_failure(layer, job, pod, unreadable))
 
 
-def _layer_result(pod: PodFacts | None, layer: LayerName) -> LayerResult | None:
-    """The LayerResult the runner wrote as the termination message, if it is one."""
+_DONE_PHASES = (LayerPhase.PASSED, LayerPhase.FAILED)
+
+
+def _layer_result(pod: PodFacts | None, layer: LayerName) -> tuple[LayerResult | None, str]:
+    """The LayerResult the runner wrote as the termination message, if it is one; else why a
+    message that looks like one (it starts with `{`) cannot be read, or "" for plain output.
+
+    The message comes from the user's image, so anything may be there: cut at the kubelet's
+    4 KiB, nested too deep for the parser, of the wrong types, another layer's, NaN."""
     if pod is None or not pod.termination_message.startswith("{"):
-        return None
+        return None, ""
     try:
         result = LayerResult.model_validate(json.loads(pod.termination_message))
-    except (ValueError, ValidationError):
-        return None
+    except RecursionError:
+        return None, "it nests too deeply to parse"
+    except ValidationError as invalid:
+        error = invalid.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "the top level"
+        return None, f"{where}: {error['msg']}"[:300]
+    except ValueError as invalid:  # json.JSONDecodeError, and a UnicodeDecodeError
+        return None, f"it is not complete JSON ({str(invalid)[:200]})"
     if result.layer != layer:
-        return None
-    # Messages quote the user's exceptions, which may quote the user's secrets.
-    checks = [c.model_copy(update={"message": redact(c.message)}) for c in result.checks]
-    return result.model_copy(update={"message": redact(result.message), "checks": checks})
+        return None, f"it is the result of {result.layer.value}, not {layer.value}"
+    if result.phase not in _DONE_PHASES:
+        return None, f"its phase is {result.phase.value}, not Passed or Failed"
+    # Messages quote the user's exceptions, which may quote the user's secrets; JSON (and so
+    # status) has no NaN or infinity.
+    checks = [
+        c.model_copy(
+            update={
+                "message": redact(c.message),
+                "value": _finite(c.value),
+                "threshold": _finite(c.threshold),
+            }
+        )
+        for c in result.checks
+    ]
+    # The layer's message is what its condition says: never empty, even if the result's is.
+    message = redact(result.message) or f"{layer.value} {result.phase.value.lower()} " + (
+        f"({len(checks)} checks; the result gave no summary)"
+    )
+    return result.model_copy(update={"message": message, "checks": checks}), ""
 
 
-def _code_failure(layer: LayerName, job: JobFacts, pod: PodFacts | None) -> str:
+def _finite(value: float | None) -> float | None:
+    return value if value is None or math.isfinite(value) else None
+
+
+def _code_failure(layer: LayerName, job: JobFacts, pod: PodFacts | None, unreadable: str) -> str:
     if pod is None or pod.exit_code is None:
         return f"{layer.value}'s Job failed ({job.failed_reason}: {job.failed_message})"
     tail = redact(pod.termination_message.strip()[-1500:])
+    local = f"`proctor pyramid run --layer {layer.value}`"
+    if unreadable:
+        return (
+            f"{layer.value} ended (exit {pod.exit_code}) but its result, the termination "
+            f"message, is unreadable: {unreadable}. Run the layer locally with {local} to see "
+            "its checks, and check that the image runs the same Proctor as the operator "
+            f"(the message must fit 4 KiB). Output:\n{tail}"
+        )
     if pod.exit_code == 0:
         return (
             f"{layer.value} exited 0 but left no result in its termination message: does the "
@@ -224,7 +267,7 @@ def _code_failure(layer: LayerName, job: JobFacts, pod: PodFacts | None) -> str:
         )
     return (
         f"{layer.value} could not run the code (exit {pod.exit_code}); fix it and check it "
-        f"locally with `proctor pyramid run --layer {layer.value}`. Output:\n{tail}"
+        f"locally with {local}. Output:\n{tail}"
     )
 
 
