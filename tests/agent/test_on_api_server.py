@@ -118,9 +118,10 @@ def test_bundles_are_the_union_of_status_and_storage_oldest_first_and_fetch_down
 
 
 def test_fetching_a_place_that_holds_no_bundle_says_where_to_find_one(tmp_path):
-    (tmp_path / "empty").mkdir()
+    empty = tmp_path / "store" / "default" / "nan" / "20261122T081000Z-NonFiniteLoss-0a1b2c"
+    empty.mkdir(parents=True)
     with pytest.raises(AgentError) as caught:
-        fetch_bundle((tmp_path / "empty").as_uri(), tmp_path / "out")
+        fetch_bundle(empty.as_uri(), tmp_path / "out")
     assert "no bundle at" in caught.value.message
     assert "proctor bundles NAME" in caught.value.hint
 

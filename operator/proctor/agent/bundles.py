@@ -5,6 +5,13 @@ status.anomalies names the bundles the operator has seen (the last 20); the stor
 `<bundle uri>/<namespace>/<name>/` holds every bundle written, including one whose Event the
 operator has not mirrored yet. The list is the union of both, each entry saying where it was
 seen, so a gap in one source is visible rather than silent.
+
+A bundle URI is checked before any storage is touched (proctor.api.layout.bundle_location): it
+must be `<store>/<namespace>/<experiment>/<time>-<kind>-<hash>` with no '..', '.', empty or
+%-encoded segment. With a connection, `fetch_bundle` also requires the namespace to be the
+connection's and the store to be one of that experiment's bundle stores, so a URI an agent was
+handed (by a prompt, a forged Event, a typo) cannot make it read another namespace's or another
+bucket's objects with its credentials.
 """
 
 from __future__ import annotations
@@ -20,7 +27,14 @@ from proctor.agent.connection import Connection
 from proctor.agent.errors import AgentError
 from proctor.agent.models import BundleEntry, BundleList, FetchedBundle
 from proctor.agent.report import get_experiment
-from proctor.api.layout import experiment_prefix
+from proctor.api.layout import (
+    BUNDLE_URI_HINT,
+    BundleLocation,
+    LayoutError,
+    bundle_location,
+    check_storage_uri,
+    experiment_prefix,
+)
 from proctor.storage import open_store
 
 BUNDLE_FILE, PROMPT_FILE = "bundle.json", "recovery.md"
@@ -49,25 +63,49 @@ def bundle_bases(
     meta = experiment.get("metadata") or {}
     namespace, name = meta.get("namespace", ""), meta.get("name", "")
     spec_uri = ((experiment.get("spec") or {}).get("recovery") or {}).get("bundleURI")
-    bases = [
-        experiment_prefix(uri, namespace, name)
-        for uri in (explicit, spec_uri, environ.get(DEFAULT_BUNDLE_URI_ENV))
-        if uri
-    ]
-    for anomaly in (experiment.get("status") or {}).get("anomalies") or []:
-        uri = anomaly.get("bundleURI")
+    bases = []
+    for uri in (explicit, spec_uri, environ.get(DEFAULT_BUNDLE_URI_ENV)):
         if uri:
-            bases.append(uri.rstrip("/").rpartition("/")[0])
+            try:
+                bases.append(experiment_prefix(uri, namespace, name))
+            except LayoutError:  # list_bundles refuses an explicit one; the others are skipped
+                continue
+    for anomaly in (experiment.get("status") or {}).get("anomalies") or []:
+        location = own_bundle(anomaly.get("bundleURI") or "", namespace, name)
+        if location is not None:
+            bases.append(location.prefix)
     return list(dict.fromkeys(bases))  # in order, without repeats
+
+
+def own_bundle(uri: str, namespace: str, name: str) -> BundleLocation | None:
+    """`uri` taken apart if it is a bundle of Experiment `namespace`/`name`, else None."""
+    try:
+        location = bundle_location(uri)
+    except LayoutError:
+        return None
+    return location if (location.namespace, location.experiment) == (namespace, name) else None
 
 
 def list_bundles(connection: Connection, name: str, bundle_uri: str | None = None) -> BundleList:
     """Every recovery bundle of Experiment `name`, oldest first."""
+    if bundle_uri is not None:
+        try:
+            check_storage_uri(bundle_uri)
+        except LayoutError as exc:
+            raise AgentError(
+                str(exc), "pass the store as s3://bucket/prefix or file:///path"
+            ) from None
     experiment = get_experiment(connection, name)
     entries: dict[str, BundleEntry] = {}
+    notes: list[str] = []
     for anomaly in (experiment.get("status") or {}).get("anomalies") or []:
         uri = (anomaly.get("bundleURI") or "").rstrip("/")
-        if uri:
+        if uri and own_bundle(uri, connection.namespace, name) is None:
+            notes.append(
+                f"status.anomalies names {uri!r}, which is not a bundle of "
+                f"{connection.namespace}/{name}; left out"
+            )
+        elif uri:
             entries[uri] = BundleEntry(
                 kind=anomaly.get("kind", ""),
                 time=anomaly.get("time"),
@@ -79,7 +117,6 @@ def list_bundles(connection: Connection, name: str, bundle_uri: str | None = Non
                 in_storage=False,
             )
     bases = bundle_bases(experiment, bundle_uri)
-    notes: list[str] = []
     for base in bases:
         try:
             found = _stored_bundles(base)
@@ -112,9 +149,14 @@ def list_bundles(connection: Connection, name: str, bundle_uri: str | None = Non
     )
 
 
-def fetch_bundle(uri: str, directory: Path) -> FetchedBundle:
-    """Download the bundle at `uri` (file:// or s3://, its directory) into `directory`."""
-    uri = uri.rstrip("/")
+def fetch_bundle(uri: str, directory: Path, connection: Connection | None = None) -> FetchedBundle:
+    """Download the bundle at `uri` (file:// or s3://, its directory) into `directory`.
+
+    `uri` is refused before any storage access unless it is a bundle's directory
+    (`<store>/<namespace>/<experiment>/<time>-<kind>-<hash>`, nothing that steps out of it);
+    with a `connection`, also unless it lies in the connection's namespace and in one of that
+    experiment's bundle stores (spec.recovery.bundleURI, PROCTOR_BUNDLE_URI, status)."""
+    uri = check_bundle_uri(uri, connection)
     try:
         store = open_store(uri)
         keys = store.list()
@@ -145,6 +187,32 @@ def fetch_bundle(uri: str, directory: Path) -> FetchedBundle:
         next=f"read {prompt} first: it names the finding and the stage to return to; "
         f"{directory / BUNDLE_FILE} holds the metric window, pyramid results and log tail",
     )
+
+
+def check_bundle_uri(uri: str, connection: Connection | None = None) -> str:
+    """`uri` as a bundle's directory (no trailing '/'); an AgentError saying why not."""
+    try:
+        location = bundle_location(uri)
+    except LayoutError as exc:
+        raise AgentError(str(exc), BUNDLE_URI_HINT) from None
+    if connection is None:
+        return location.uri
+    if location.namespace != connection.namespace:
+        raise AgentError(
+            f"refused bundle URI {uri!r}: it belongs to namespace {location.namespace}, and "
+            f"you work in {connection.namespace}",
+            f"list this namespace's bundles with `proctor bundles {location.experiment}`, or "
+            "pass --namespace for the namespace you mean",
+        )
+    experiment = get_experiment(connection, location.experiment)
+    bases = bundle_bases(experiment)
+    if location.prefix not in bases:
+        raise AgentError(
+            f"refused bundle URI {uri!r}: {location.prefix} is not one of Experiment "
+            f"{location.experiment}'s bundle stores ({', '.join(bases) or 'none known'})",
+            f"fetch a URI that `proctor bundles {location.experiment}` lists",
+        )
+    return location.uri
 
 
 def recovery_prompt(connection: Connection, name: str) -> tuple[str, str]:

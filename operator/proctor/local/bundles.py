@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from proctor.api.bundle import BUNDLE_SCHEMA_VERSION, Bundle
+from proctor.api.layout import LayoutError, check_storage_uri
 from proctor.storage import ObjectStore, open_store
 
 BUNDLE_FILE, PLOT_FILE, PROMPT_FILE = "bundle.json", "metrics.png", "recovery.md"
@@ -37,8 +38,19 @@ class LoadedBundle:
 
 def load_bundle(target: str) -> LoadedBundle:
     """The bundle at `target`: a directory path, a `file://` or `s3://` URI of a bundle's
-    directory, its bundle.json, or a directory above bundles (the newest one below it is read)."""
+    directory, its bundle.json, or a directory above bundles (the newest one below it is read).
+
+    A URI with a '..', '.', empty or %-encoded segment is refused before any storage access: a
+    bundle URI never has one (a plain path is the reader's own file system, and resolved)."""
     target = target.removesuffix("/" + BUNDLE_FILE).removesuffix(BUNDLE_FILE)
+    if "://" in target:
+        try:
+            check_storage_uri(target)
+        except LayoutError as exc:
+            raise BundleError(
+                f"refused: {exc}. Give a bundle's directory as "
+                "status.anomalies[].bundleURI names it"
+            ) from None
     try:
         store = open_store(target if "://" in target else str(Path(target).resolve()))
         keys = store.list()

@@ -162,8 +162,11 @@ def build_server(namespace: str | None = None) -> MCPServer:
     def fetch_bundle_tool(
         uri: Annotated[str, Field(description="The bundle's directory URI.")],
         directory: Annotated[str, Field(description="A local directory to write into.")],
+        namespace: Namespace = None,
     ) -> FetchedBundle:
-        return _teach(lambda: fetch_bundle(uri, Path(directory)))
+        # With the connection, only a bundle of an experiment of this namespace, in one of its
+        # bundle stores, is read: a URI from a prompt cannot reach another tenant's objects.
+        return _teach(lambda: fetch_bundle(uri, Path(directory), connect(namespace)))
 
     @server.tool(
         name="conclude",

@@ -22,7 +22,7 @@ from typing import Any
 
 from proctor.api.anomaly_events import anomaly_event
 from proctor.api.bundle import ContainerState, PodState
-from proctor.api.layout import checkpoint_directory
+from proctor.api.layout import LayoutError, bundle_location, checkpoint_directory, experiment_prefix
 from proctor.api.redaction import redact, secret_values
 from proctor.api.v1alpha1 import Anomaly, duration_seconds
 from proctor.api.v1alpha1.experiment import Budget, CheckpointSpec, WatchdogSpec
@@ -113,8 +113,34 @@ class Watchdog:
         self._secrets = known + [json.dumps(value)[1:-1] for value in known]
         self._experiment: dict[str, Any] | None = None
         self._pending_events: list[dict[str, Any]] = []
+        self.bundle_prefix = self._own_prefix(config)
         self.trainer_exited = False
         self.trainer_exit_code: int | None = None
+
+    def _own_prefix(self, config: WatchdogConfig) -> str | None:
+        """The experiment's own bundle prefix, `<base>/<namespace>/<experiment>`, as the
+        operator passed it; None (no bundles, said in a WatchdogDegraded Event) when it is not
+        exactly that: bundles are written under the experiment's own prefix or not at all."""
+        if not config.bundle_uri:
+            return None
+        prefix = config.bundle_uri.rstrip("/")
+        own = f"/{config.namespace}/{config.experiment}"
+        try:
+            if not prefix.endswith(own):
+                raise LayoutError(f"it does not end in {own}")
+            canonical = experiment_prefix(
+                prefix.removesuffix(own), config.namespace, config.experiment
+            )
+            if canonical != prefix:
+                raise LayoutError(f"it is not written as {canonical}")
+            return canonical
+        except LayoutError as exc:
+            self._degraded(
+                "bundles",
+                f"bundle URI {config.bundle_uri!r} refused ({exc}); no bundle is written: "
+                "the operator passes <bundle uri>/<namespace>/<experiment>",
+            )
+            return None
 
     # ---- one check -------------------------------------------------------------------------
 
@@ -226,8 +252,11 @@ class Watchdog:
             "metadata": {"name": self.config.experiment, "namespace": self.config.namespace}
         }
         bundle_uri = None
-        if self.config.bundle_uri:
-            bundle_uri = f"{self.config.bundle_uri}/{bundle_directory(finding, moment)}/"
+        if self.bundle_prefix:
+            bundle_uri = f"{self.bundle_prefix}/{bundle_directory(finding, moment)}/"
+            # Every key is <prefix>/<directory>/<file>: nothing a finding carries can move it.
+            if bundle_location(bundle_uri).prefix != self.bundle_prefix:
+                raise LayoutError(f"{bundle_uri} is not under {self.bundle_prefix}")
             bundle = build_bundle(
                 uri=bundle_uri,
                 finding=finding,
