@@ -1,10 +1,14 @@
 """`proctor watchdog`: the sidecar of every training pod (configured by the operator through
-PROCTOR_* variables; see proctor.watchdog.runner.WatchdogConfig)."""
+PROCTOR_* variables; see proctor.watchdog.runner.WatchdogConfig).
+
+PROCTOR_UPLOAD_RETRY_SECONDS (default 5) is the first pause before a bundle that could not be
+uploaded is tried again; each failure doubles it, up to 5 minutes (proctor.watchdog.spool)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 
@@ -24,10 +28,19 @@ def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         config = WatchdogConfig.from_env()
+        retry = float(os.environ.get("PROCTOR_UPLOAD_RETRY_SECONDS") or 5.0)
     except ValueError as exc:
         print(f"proctor watchdog: bad configuration: {exc}", file=sys.stderr)
         return 2
-    watchdog = Watchdog(config, _kube())
+    watchdog = Watchdog(config, _kube(), upload_retry_seconds=retry)
+    # The spool outlives a restart of this container: what it already reported stays reported.
+    logging.getLogger("proctor.watchdog").info(
+        "watching %s/%s; %d incident(s) already reported%s",
+        config.namespace,
+        config.experiment,
+        len(watchdog.reported),
+        f": {', '.join(sorted(watchdog.reported))}" if watchdog.reported else "",
+    )
     if args.once:
         for finding in watchdog.check():
             print(f"{finding.kind.value} ({finding.severity.value}): {finding.message}")

@@ -528,10 +528,13 @@ def _summary(name: str, pyramid: ValidationPyramidStatus) -> ValidationSummary:
 
 
 def _rank_zero(job: JobFacts) -> PodFacts | None:
-    """The pod whose trainer reports the outcome: index 0 of a multi-node run."""
+    """The pod whose trainer reports the outcome: index 0 of a multi-node run; of a Job that
+    completed, the pod that did (an earlier one evicted or crashed did not reach the end)."""
     indexed = [p for p in job.pods if p.index == 0]
-    failed = [p for p in (indexed or list(job.pods)) if p.phase == "Failed"]
-    candidates = failed or indexed or list(job.pods)
+    pods = indexed or list(job.pods)
+    succeeded = [p for p in pods if p.phase == "Succeeded"] if job.complete else []
+    failed = [p for p in pods if p.phase == "Failed"]
+    candidates = succeeded or failed or pods
     return candidates[-1] if candidates else None
 
 

@@ -16,7 +16,25 @@ T = TypeVar("T")
 class StorageError(OSError):
     """The object store could not be reached or refused a request (an OSError, like a local
     file that cannot be read, so callers handle both alike). The message names the endpoint
-    variable to check; never a credential."""
+    variable to check; never a credential. `transient`: the store is unreachable, overloaded or
+    failing (a connection refused or cut, a timeout, a 5xx, SlowDown), so the same request may
+    succeed later; not for a refusal such as NoSuchBucket or AccessDenied."""
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+# ClientError codes of an S3 service that is overloaded or failing, not refusing.
+_TRANSIENT_CODES = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "InternalError",
+    "ServiceUnavailable",
+}
 
 
 class ObjectStore(Protocol):
@@ -95,16 +113,28 @@ def _s3_errors(method: Callable[P, T]) -> Callable[P, T]:
 
     @functools.wraps(method)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+        from boto3.exceptions import Boto3Error  # type: ignore[import-untyped]
+        from botocore.exceptions import (  # type: ignore[import-untyped]
+            BotoCoreError,
+            ClientError,
+            HTTPClientError,
+        )
+        from botocore.exceptions import ConnectionError as EndpointUnreachable
 
         try:
             return method(*args, **kwargs)
-        except (BotoCoreError, ClientError) as exc:
+        except (BotoCoreError, ClientError, Boto3Error) as exc:
             store = args[0]
+            transient = isinstance(exc, EndpointUnreachable | HTTPClientError)
+            if isinstance(exc, ClientError):
+                error = exc.response.get("Error") or {}
+                status = (exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0
+                transient = error.get("Code") in _TRANSIENT_CODES or int(status) >= 500
             raise StorageError(
                 f"{getattr(store, 'uri', 's3')}: {exc} (endpoint: AWS_ENDPOINT_URL_S3 or "
                 "AWS_ENDPOINT_URL; credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the "
-                "pod's identity)"
+                "pod's identity)",
+                transient=transient,
             ) from None
 
     return wrapper

@@ -26,7 +26,7 @@ from proctor.pyramid.checks import on_device, to_device
 from proctor.pyramid.contract import ContractError, SetupFactory, TrainingSetup
 from proctor.pyramid.flops import device_peak, flops_per_step
 from proctor.pyramid.steps import evaluating, train_step
-from proctor.storage import open_store
+from proctor.storage import StorageError, open_store
 from proctor.train import distributed
 from proctor.train.checkpoints import CheckpointStore
 from proctor.train.distributed import Topology
@@ -99,6 +99,13 @@ def _train(
         setup, step, resumed = _start(factory, plan, device)
     except ContractError as exc:
         return TrainingResult(ExitCode.BAD_CONFIG, 0, None, str(exc))
+    except StorageError as exc:
+        if not exc.transient:
+            logger.exception("the checkpoint store refused")
+            return TrainingResult(ExitCode.BAD_CONFIG, 0, None, f"StorageError: {exc}")
+        # Down longer than the checkpoints' patience: crashed, so the Job retries, not failed.
+        logger.exception("the checkpoint store stayed unreachable")
+        return TrainingResult(ExitCode.CRASHED, 0, None, f"StorageError: {exc}")
     except Exception as exc:  # the setup or the checkpoint store cannot even start
         logger.exception("training could not start")
         return TrainingResult(ExitCode.BAD_CONFIG, 0, None, f"{type(exc).__name__}: {exc}")

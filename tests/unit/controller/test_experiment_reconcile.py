@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from datetime import timedelta
 
@@ -195,6 +196,16 @@ def test_a_completed_job_succeeds_at_the_step_it_reports():
     assert "150" in trained["message"]
     assert plan.status["training"]["completionTime"] == "2026-03-04T12:00:00Z"
     assert plan.delete == []
+
+
+def test_a_job_completed_after_an_eviction_reports_the_step_of_the_pod_that_finished():
+    obj = _training(experiment("exp"))
+    evicted = training_pod("killed", phase="Failed", exit_code=137, reason="Evicted")
+    done = training_pod({"exitCode": 0, "outcome": "done", "step": 300})
+    job = dataclasses.replace(training_job("complete"), pods=(evicted, done))
+    plan = reconcile_experiment(obj, _seen(obj, job=job), NOW, SETTINGS)
+    assert plan.status["phase"] == "Succeeded"
+    assert plan.status["training"]["step"] == 300
 
 
 def test_a_spent_time_budget_is_a_success_with_reason_budget_exceeded():
