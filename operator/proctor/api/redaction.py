@@ -2,12 +2,16 @@
 
 Pod output is the user's, and users print environments and URLs. Whatever Proctor copies out of a
 pod passes through `redact` first. It recognises the common shapes (cloud access keys, bearer
-tokens, `password=...`-style assignments, credentials inside URLs, private key blocks); it cannot
-know every secret, so Proctor copies as little pod output as it can, too.
+tokens, `password=...`-style assignments in shell, JSON and Python-repr quoting, credentials
+inside URLs, private key blocks); it cannot know every secret, so Proctor copies as little pod
+output as it can, too, and a process that knows secret values cuts exactly those as well
+(`known_secrets`): the watchdog in bundles, the trainer and the pyramid runner in the termination
+messages the operator copies into status and Events.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 
@@ -26,13 +30,26 @@ _PATTERNS = [
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), rf"\1 {REDACTED}"),
     # user:password@ inside URLs
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]+):[^@\s/]+@"), rf"\1:{REDACTED}@"),
-    # NAME=value / "name": "value" where a word of the name says credential (HF_TOKEN, not
-    # tokens_per_second or tokenizer_path)
+    # a token as the whole user part of a URL (https://<token>@host, as git and many APIs take it)
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@\[\]]+@"), rf"\1{REDACTED}@"),
+    # NAME=value / "name": "value" / 'name': 'value' (a Python dict or os.environ printed) where
+    # a word of the name says credential (HF_TOKEN, not tokens_per_second or tokenizer_path)
     (
         re.compile(
             r"(?i)(?<![a-z0-9])((?:[a-z0-9]+[_.-])*"
             r"(?:secret|password|passwd|token|api[_-]?key|access[_-]?key|private[_-]?key|"
-            r"credentials?)(?:[_.-][a-z0-9]+)*)(?![a-z0-9])(\"?\s*[:=]\s*\"?)([^\s\"',;]+)"
+            r"credentials?)(?:[_.-][a-z0-9]+)*)(?![a-z0-9])(['\"]?\s*[:=]\s*['\"]?)"
+            r"([^\s\"',;]+)"
+        ),
+        rf"\1\2{REDACTED}",
+    ),
+    # "... token <value>" in prose (an exception message): a long value of letters and digits
+    # both, so "token embeddings" or "password reset" stay as they are
+    (
+        re.compile(
+            r"(?i)\b(secret|password|passwd|token|api[_ -]?key|access[_ -]?key)"
+            r"(\s+(?:is\s+)?['\"]?)"
+            r"(?=[A-Za-z0-9._~+/=-]*[0-9])(?=[A-Za-z0-9._~+/=-]*[A-Za-z])[A-Za-z0-9._~+/=-]{16,}"
         ),
         rf"\1\2{REDACTED}",
     ),
@@ -47,6 +64,28 @@ def redact(text: str, known: Iterable[str] = ()) -> str:
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
+
+
+SECRET_ENV_NAMES = "PROCTOR_SECRET_ENV"
+"""A container's variable listing (comma-separated) the names of its variables whose values come
+from Secrets (valueFrom.secretKeyRef): the operator sets it, the names only, never a value."""
+REDACT_PREFIX = "PROCTOR_REDACT_"
+"""The watchdog's variables that hold the trainer's Secret-held values (it may not read Secrets)."""
+
+
+def known_secrets(environment: Mapping[str, str]) -> list[str]:
+    """Every secret value a process can know from its own environment: variables named like
+    credentials, those PROCTOR_SECRET_ENV lists, and PROCTOR_REDACT_* (the watchdog's copies),
+    each also as JSON writes it (quotes, backslashes and non-ASCII escaped)."""
+    listed = {n.strip() for n in environment.get(SECRET_ENV_NAMES, "").split(",") if n.strip()}
+    named = {k: v for k, v in environment.items() if k != SECRET_ENV_NAMES}  # names, not values
+    values = secret_values(named) + [
+        value
+        for name, value in environment.items()
+        if value and (name in listed or name.startswith(REDACT_PREFIX))
+    ]
+    escaped = [json.dumps(value)[1:-1] for value in values]
+    return list(dict.fromkeys(values + escaped))
 
 
 def secret_values(environment: Mapping[str, str]) -> list[str]:

@@ -13,6 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from proctor.api.manifests import ManifestError, load_manifests
+from proctor.api.redaction import known_secrets, redact
 from proctor.api.v1alpha1 import (
     CheckResult,
     CheckVerdict,
@@ -111,14 +112,15 @@ def _run(args: argparse.Namespace) -> int:
         print(f"proctor pyramid run: {exc}", file=sys.stderr)
         if args.termination_log is not None and only is not None:
             # In a layer's Job: the operator reads the verdict from here, so say it here too.
-            _write(args.termination_log, termination_message(_contract_failure(only, exc)))
+            failure = _redacted(_contract_failure(only, exc))
+            _write(args.termination_log, termination_message(failure))
         return 2
     table = args.output == "table"
     runs = run_pyramid(
         make, layers, entrypoint, device, only=only, on_layer=_print_layer if table else None
     )
     if args.termination_log is not None and runs:
-        _write(args.termination_log, termination_message(runs[-1].result))
+        _write(args.termination_log, termination_message(_redacted(runs[-1].result)))
     if args.report_dir is not None:
         report = write_report(runs, args.report_dir, entrypoint)
         if table:
@@ -168,6 +170,15 @@ def _inputs(args: argparse.Namespace) -> tuple[str, dict[str, Any], PyramidLayer
         except (yaml.YAMLError, ValidationError) as exc:
             raise ValueError(f"--layers is not valid layer settings: {exc}") from None
     return entrypoint, config, layers
+
+
+def _redacted(result: LayerResult) -> LayerResult:
+    """`result` with its messages cut of secrets: they quote the user's exceptions, and the
+    operator copies them into status and Events. This process knows the Secret-held values
+    (PROCTOR_SECRET_ENV names them), which the operator's own pattern-based redaction cannot."""
+    known = known_secrets(os.environ)
+    checks = [c.model_copy(update={"message": redact(c.message, known)}) for c in result.checks]
+    return result.model_copy(update={"message": redact(result.message, known), "checks": checks})
 
 
 def _write(path: Path, text: str) -> None:

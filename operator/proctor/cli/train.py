@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from proctor.api.manifests import ManifestError, load_manifests
+from proctor.api.redaction import known_secrets, redact
 from proctor.api.v1alpha1 import Experiment, duration_seconds
 
 
@@ -97,6 +98,9 @@ def _run(args: argparse.Namespace) -> int:
         log_every=args.log_every,
     ) as telemetry:
         result = train(make, plan, telemetry, device)
+    # The message quotes the user's exception, and the operator copies it into status and
+    # Events: cut the secrets this process knows (PROCTOR_SECRET_ENV names the Secret-held ones).
+    message = redact(result.message, known_secrets(os.environ))
     if args.termination_log is not None and os.environ.get("RANK", "0") == "0":
         args.termination_log.parent.mkdir(parents=True, exist_ok=True)
         args.termination_log.write_text(
@@ -106,14 +110,13 @@ def _run(args: argparse.Namespace) -> int:
                     "outcome": result.exit_code.name.lower(),
                     "step": result.step,
                     "resumedFrom": result.resumed_from,
-                    "message": result.message[:3000],
+                    "message": message[:3000],
                 }
             )
         )
     resumed = f" (resumed from step {result.resumed_from})" if result.resumed_from else ""
     print(
-        f"proctor train: {result.exit_code.name.lower()} at step {result.step}{resumed}: "
-        f"{result.message}",
+        f"proctor train: {result.exit_code.name.lower()} at step {result.step}{resumed}: {message}",
         file=sys.stderr if result.exit_code else sys.stdout,
     )
     # maxDuration is a budget, not a failure: the process exits 0 so the Job completes (and

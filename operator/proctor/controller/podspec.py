@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from proctor.api.redaction import SECRET_ENV_NAMES
 from proctor.api.v1alpha1 import CodeSpec, Resources, Scheduling
 
 TERMINATION_LOG = "/dev/termination-log"
@@ -67,6 +68,19 @@ def code_env(code: CodeSpec) -> list[dict[str, Any]]:
     """The user's variables; Secret and ConfigMap references stay references (the value is never
     read by the operator)."""
     return [var.to_wire() for var in code.env]
+
+
+def secret_env_names(code: CodeSpec) -> list[dict[str, Any]]:
+    """PROCTOR_SECRET_ENV: the names (never the values) of the user's Secret-held variables, so
+    the trainer and the pyramid runner, which see the values, cut them out of the termination
+    messages the operator copies into status and Events. Set after the user's variables: it is
+    Proctor's to set."""
+    held = [
+        var.name
+        for var in code.env
+        if var.value_from is not None and var.value_from.secret_key_ref is not None
+    ]
+    return [{"name": SECRET_ENV_NAMES, "value": ",".join(held)}] if held else []
 
 
 def image_fields(code: CodeSpec) -> dict[str, Any]:

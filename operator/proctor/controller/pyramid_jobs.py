@@ -35,6 +35,7 @@ def layer_job(
         {"name": "PROCTOR_CONFIG", "value": json.dumps(spec.code.config, sort_keys=True)},
         {"name": "PROCTOR_LAYERS", "value": json.dumps(spec.layers.to_wire(), sort_keys=True)},
         *podspec.code_env(spec.code),
+        *podspec.secret_env_names(spec.code),
     ]
     container: dict[str, Any] = {
         "name": LAYER_CONTAINER,

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from proctor.api.layout import experiment_prefix
+from proctor.api.redaction import REDACT_PREFIX
 from proctor.api.v1alpha1 import Experiment, duration_seconds
 from proctor.controller import names, podspec
 from proctor.controller.settings import ControllerSettings
@@ -24,7 +25,6 @@ METRICS_DIR = "/var/run/proctor"
 METRICS_FILE = f"{METRICS_DIR}/metrics.jsonl"
 TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 SPOOL_DIR = "/var/spool/proctor"
-REDACT_PREFIX = "PROCTOR_REDACT_"
 ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL"  # read by boto3 itself, so any S3 client in user code too
 ENDPOINT_VARIABLES = (ENDPOINT_VARIABLE, "AWS_ENDPOINT_URL_S3")
 # The pod's index in an Indexed Job; read from its annotation, which (unlike the
@@ -225,7 +225,7 @@ def _trainer_env(
                 "valueFrom": {"fieldRef": {"fieldPath": COMPLETION_INDEX_FIELD}},
             }
         )
-    return [*env, *podspec.code_env(spec.code)]
+    return [*env, *podspec.code_env(spec.code), *podspec.secret_env_names(spec.code)]
 
 
 def _watchdog(

@@ -23,7 +23,7 @@ from typing import Any
 from proctor.api.anomaly_events import anomaly_event
 from proctor.api.bundle import ContainerState, PodState
 from proctor.api.layout import LayoutError, bundle_location, checkpoint_directory, experiment_prefix
-from proctor.api.redaction import redact, secret_values
+from proctor.api.redaction import known_secrets, redact
 from proctor.api.v1alpha1 import Anomaly, duration_seconds
 from proctor.api.v1alpha1.experiment import Budget, CheckpointSpec, WatchdogSpec
 from proctor.storage import open_store
@@ -105,12 +105,9 @@ class Watchdog:
         self.spool = Spool(config.spool_dir, store_opener, base_delay=upload_retry_seconds)
         self.reported = set(self.spool.reported())
         self.notes: dict[str, str] = {}  # degraded sources, by source
-        # Its own credentials, and the trainer's Secret-held values the operator passed along.
-        known = secret_values(os.environ) + [
-            value for name, value in os.environ.items() if name.startswith("PROCTOR_REDACT_")
-        ]
-        # As written into JSON too (quotes, backslashes and non-ASCII are escaped there).
-        self._secrets = known + [json.dumps(value)[1:-1] for value in known]
+        # Its own credentials, and the trainer's Secret-held values the operator passed along
+        # (PROCTOR_REDACT_*), also as JSON writes them (quotes, backslashes, non-ASCII escaped).
+        self._secrets = known_secrets(os.environ)
         self._experiment: dict[str, Any] | None = None
         self._pending_events: list[dict[str, Any]] = []
         self.bundle_prefix = self._own_prefix(config)
