@@ -8,7 +8,12 @@ Both paths apply the same rules, so a detector cannot tell which one fed it:
 - the GPU is the `gpu` label, or `"{gpu}/{GPU_I_ID}"` for a MIG instance;
 - a field the exporter does not export stays None: profiling fields (`DCGM_FI_PROF_*`) are off
   by default, and MIG instances have no `DCGM_FI_DEV_GPU_UTIL`;
-- the node comes from `Hostname` (older exporters) or `hostname` (newer ones).
+- the node comes from `Hostname` (older exporters) or `hostname` (newer ones);
+- a value that is no reading (infinite, negative) is read as NaN, which no detector judges.
+
+Anything a source answers that is not what it should be (an error page, truncated JSON, results
+of the wrong shape, more than MAX_ANSWER_BYTES) is DcgmUnavailable, never another exception: the
+watchdog records the gap and says so, and judges from the trainer's metrics meanwhile.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ DCGM_FIELDS: dict[str, str] = {
 DCGM_METRICS: tuple[str, ...] = tuple(DCGM_FIELDS)
 
 _QUOTE_LIMIT = 200  # how much of a malformed input an error message quotes
+MAX_ANSWER_BYTES = 32 * 1024 * 1024
+"""The most of one answer read: an exporter on a 16-GPU node answers a few hundred KiB."""
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
 # (metric name, labels, value): what both sources reduce to before samples are built.
@@ -96,15 +103,19 @@ def gpu_samples_from_prometheus(
     Raises ValueError for an item that is not `{"metric": {...}, "value": [ts, "v"]}`."""
     series: list[_Series] = []
     for metric, results in vector_results.items():
+        if not isinstance(results, list):
+            raise ValueError(f"malformed Prometheus result for {metric}: {_shown(results)}")
         for item in results:
             try:
                 labels = item["metric"]
                 value = float(item["value"][1])
                 if not isinstance(labels, dict):
                     raise TypeError("metric is not an object")
+                if not all(isinstance(v, str) for v in labels.values()):
+                    raise TypeError("a label value is not a string")
             except (KeyError, IndexError, TypeError, ValueError) as error:
                 raise ValueError(
-                    f"malformed Prometheus result for {metric}: {_quote(json.dumps(item))}"
+                    f"malformed Prometheus result for {metric}: {_shown(item)}"
                 ) from error
             series.append((metric, labels, value))
     return _samples(series, pod, namespace, now)
@@ -144,15 +155,14 @@ def read_prometheus(
         url = f"{base}/api/v1/query?{query}"
         try:
             body = json.loads(_get(url, timeout))
-        except ValueError as error:  # also UnicodeDecodeError
+        except (ValueError, RecursionError) as error:  # also UnicodeDecodeError
             raise DcgmUnavailable(f"Prometheus at {base} answered no JSON for {metric}") from error
         if not isinstance(body, dict) or body.get("status") != "success":
             raise DcgmUnavailable(f"Prometheus at {base} failed {metric}: {_api_error(body)}")
         data = body.get("data")
         if not isinstance(data, dict) or data.get("resultType") != "vector":
             raise DcgmUnavailable(
-                f"Prometheus at {base} answered no instant vector for {metric}: "
-                f"{_quote(json.dumps(data))}"
+                f"Prometheus at {base} answered no instant vector for {metric}: {_shown(data)}"
             )
         if data.get("result"):
             results[metric] = data["result"]
@@ -178,7 +188,7 @@ def _samples(series: Iterable[_Series], pod: str, namespace: str, now: float) ->
         if field == "xid":
             fields[field] = int(value) if math.isfinite(value) else None
         else:
-            fields[field] = float(value)
+            fields[field] = float(value) if math.isfinite(value) and value >= 0 else math.nan
     return [GpuSample(time=now, gpu=key, **gpus[key]) for key in sorted(gpus, key=_gpu_order)]
 
 
@@ -219,7 +229,7 @@ def _get(url: str, timeout: float) -> bytes:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             status = response.status
-            body: bytes = response.read()
+            body: bytes = response.read(MAX_ANSWER_BYTES + 1)
     except urllib.error.HTTPError as error:
         detail = _quote(error.read().decode("utf-8", errors="replace"))
         raise DcgmUnavailable(f"{url} answered HTTP {error.code}: {detail}") from error
@@ -229,14 +239,24 @@ def _get(url: str, timeout: float) -> bytes:
         raise DcgmUnavailable(f"cannot read {url}: {error!r}") from error
     if status != 200:
         raise DcgmUnavailable(f"{url} answered HTTP {status}, not 200")
+    if len(body) > MAX_ANSWER_BYTES:
+        raise DcgmUnavailable(f"{url} answered more than {MAX_ANSWER_BYTES // 2**20} MiB")
     return body
 
 
 def _api_error(body: object) -> str:
     """Prometheus' own words for a failed query (`errorType: error`), else the body."""
     if isinstance(body, dict) and "error" in body:
-        return _quote(f"{body.get('errorType', 'error')}: {body['error']}")
-    return _quote(json.dumps(body))
+        return _quote(f"{body.get('errorType', 'error')}: {_shown(body['error'])}")
+    return _shown(body)
+
+
+def _shown(value: object) -> str:
+    """`value` as JSON, quoted; a value too deep to write out is named, not written."""
+    try:
+        return _quote(value if isinstance(value, str) else json.dumps(value))
+    except (RecursionError, ValueError, TypeError):
+        return f"<a {type(value).__name__} too deep to show>"
 
 
 def _promql_string(value: str) -> str:

@@ -25,6 +25,7 @@ class TrainerSample:
     step_seconds: float | None = None  # mean wall time per step over the trainer's last window
     last_checkpoint_time: float | None = None  # unix seconds; None before the first checkpoint
     last_checkpoint_step: int | None = None
+    unreadable: str | None = None  # answered, but (some of) the answer did not parse: what
 
 
 @dataclass(frozen=True)

@@ -145,9 +145,7 @@ class Watchdog:
         """Read every source once, judge, report new incidents; the findings reported now."""
         now = self.clock()
         config = self.config
-        self.window.add_trainer(
-            read_trainer(config.metrics_url, config.experiment, config.namespace, now)
-        )
+        self._read_trainer(now)
         if self.tail is not None:
             for point in self.tail.read():
                 self.window.add_loss(point)
@@ -174,6 +172,16 @@ class Watchdog:
         self._post_pending_events()
         self.spool.flush()
         return new
+
+    def _read_trainer(self, now: float) -> None:
+        config = self.config
+        sample = read_trainer(config.metrics_url, config.experiment, config.namespace, now)
+        if sample.unreadable:
+            # A damaged scrape is a gap, not a reading: it is kept out of every judgement and said.
+            self._degraded("trainer", f"trainer metrics unreadable ({sample.unreadable})")
+        else:
+            self.notes.pop("trainer", None)
+        self.window.add_trainer(sample)
 
     def _read_gpus(self, now: float) -> None:
         sources = self.config.spec.metric_sources

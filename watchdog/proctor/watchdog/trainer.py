@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import http.client
 import json
 import math
 import urllib.request
@@ -10,9 +12,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prometheus_client.parser import text_string_to_metric_families
-
+from proctor.watchdog import exposition
 from proctor.watchdog.observations import LossPoint, TrainerSample
+
+MAX_SCRAPE_BYTES = 4 * 1024 * 1024
+"""A trainer's /metrics is a few KiB; past this a scrape is not read further (the line it cuts
+is dropped), so an endpoint that answers megabytes cannot stall or swamp the watchdog."""
 
 _FIELDS = {
     "proctor_train_step": "step",
@@ -26,47 +31,91 @@ _FIELDS = {
 }
 
 
+_MAX_STEP = 2**63
+_NOTE_LIMIT = 300
+
+
 def parse_trainer(text: str, experiment: str, namespace: str, now: float) -> TrainerSample:
     """The latest `proctor_train_*` values of this experiment in an exposition `text`.
-    Gauges read 0 until the trainer first sets them; those zeros are reported as None."""
+    Gauges read 0 until the trainer first sets them; those zeros are reported as None.
+
+    Only a whole, sane scrape is a sample with values. The telemetry library exports every
+    gauge from its start, always finite, so a scrape with lines that do not parse, with one of
+    this experiment's gauges missing (an answer cut at a line's end), or with a value that is
+    no reading (a NaN step, a negative rate; only the loss may be NaN or infinite, which is a
+    finding) is damaged: it counts as an answer (reachable) with nothing in it, and
+    `unreadable` says what was wrong. Judging from part of a scrape would take a checkpoint
+    gauge that is missing for a checkpoint that is missing."""
+    parsed = exposition.parse(text)
     values: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = sample.labels
-            if labels.get("experiment") != experiment or labels.get("namespace") != namespace:
-                continue
-            if sample.name in _FIELDS:
-                values[_FIELDS[sample.name]] = float(sample.value)
-    step = values.get("step")
+    for name, labels, value in parsed.series:
+        if labels.get("experiment") != experiment or labels.get("namespace") != namespace:
+            continue
+        if name in _FIELDS:
+            values[_FIELDS[name]] = value
+    damage = [parsed.problem] if parsed.problem else []
+    if not parsed.series and parsed.skipped:
+        damage = [f"the answer is no Prometheus exposition: {parsed.first_skipped}"]
+    elif not text.strip():
+        damage = ["the answer is empty"]
+    if values:
+        missing = sorted(name for name, key in _FIELDS.items() if key not in values)
+        if missing:
+            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+            damage.append(f"it lacks {missing[0]}{more} (cut short?)")
+        damage += [
+            f"{name} is {values[key]!r}"
+            for name, key in _FIELDS.items()
+            if key != "loss" and key in values and not _reading(key, values[key])
+        ][:1]
+    if damage:
+        return TrainerSample(time=now, reachable=True, unreadable="; ".join(damage)[:_NOTE_LIMIT])
+    step = int(values.get("step", 0))
     if not step:  # nothing logged yet
         return TrainerSample(time=now, reachable=True)
 
     def positive(name: str) -> float | None:
-        value = values.get(name)
-        return value if value is not None and (value > 0 or not math.isfinite(value)) else None
+        value = values[name]
+        return value if value > 0 else None
 
     checkpoint_time = positive("last_checkpoint_time")
-    checkpoint_step = values.get("last_checkpoint_step")
+    checkpoint_step = int(values["last_checkpoint_step"])
     return TrainerSample(
         time=now,
-        step=int(step),
-        loss=values.get("loss"),
-        samples_per_second=values.get("samples_per_second"),
+        step=step,
+        loss=values["loss"],
+        samples_per_second=values["samples_per_second"],
         tokens_per_second=positive("tokens_per_second"),
         mfu=positive("mfu"),
         step_seconds=positive("step_seconds"),
         last_checkpoint_time=checkpoint_time,
-        last_checkpoint_step=int(checkpoint_step) if checkpoint_time and checkpoint_step else None,
+        last_checkpoint_step=checkpoint_step if checkpoint_time and checkpoint_step else None,
     )
 
 
+def _reading(key: str, value: float) -> bool:
+    """Whether `value` can be what the telemetry library wrote for `key`."""
+    if not math.isfinite(value) or value < 0:
+        return False
+    return value < _MAX_STEP if key in ("step", "last_checkpoint_step") else True
+
+
 def read_trainer(url: str, experiment: str, namespace: str, now: float) -> TrainerSample:
-    """One scrape; an endpoint that does not answer is a sample with reachable=False."""
+    """One scrape; an endpoint that does not answer (refused, timed out, an HTTP error, not
+    HTTP at all) is a sample with reachable=False. One that answers something else than its
+    metrics is reachable, with `unreadable` saying what was wrong."""
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
-            return parse_trainer(response.read().decode(), experiment, namespace, now)
-    except (OSError, ValueError):
+            body: bytes = response.read(MAX_SCRAPE_BYTES + 1)
+    except (OSError, ValueError, http.client.HTTPException):
         return TrainerSample(time=now, reachable=False)
+    text = body[:MAX_SCRAPE_BYTES].decode(errors="replace")
+    sample = parse_trainer(text, experiment, namespace, now)
+    if len(body) > MAX_SCRAPE_BYTES:
+        cut = f"the answer is over {MAX_SCRAPE_BYTES // 1024 // 1024} MiB; read that much"
+        note = f"{cut}; {sample.unreadable}" if sample.unreadable else cut
+        return dataclasses.replace(sample, unreadable=note)
+    return sample
 
 
 MAX_CATCH_UP = 4 * 1024 * 1024
@@ -132,7 +181,7 @@ class JsonLinesTail:
                 return None
             if "loss" in record and "step" in record:
                 return LossPoint(float(record["time"]), int(record["step"]), _num(record["loss"]))
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, RecursionError):
             return None
         return None
 
