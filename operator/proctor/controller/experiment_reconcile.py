@@ -544,7 +544,7 @@ def _trainer_outcome(pod: PodFacts | None) -> dict[str, Any]:
         return {}
     try:
         outcome = json.loads(pod.termination_message)
-    except ValueError:
+    except (ValueError, RecursionError):  # the user's image writes it: cut, garbled, too deep
         return {}
     return outcome if isinstance(outcome, dict) else {}
 
@@ -554,7 +554,8 @@ def _failure_message(job: JobFacts, pod: PodFacts | None, outcome: dict[str, Any
     if outcome.get("outcome") == "bad_config":
         return f"the trainer refused its configuration: {redact(str(outcome.get('message', '')))}"
     if outcome.get("outcome") == "crashed":
-        return f"the training code crashed ({job.failed_reason}): {outcome.get('message', '')}"
+        message = redact(str(outcome.get("message", "")))
+        return f"the training code crashed ({job.failed_reason}): {message}"
     if cause:
         return f"training Job {job.name} failed ({job.failed_reason}): {cause}"
     tail = redact((pod.termination_message if pod else "").strip()[-1500:])
