@@ -21,11 +21,23 @@ import pytest
 
 from proctor.cluster.podrunner import END_AS_ANNOTATION
 from tests.support.crd_schema import REPO
-from tests.support.operator import OperatorProcess, apply, digits_experiment, get, wait_for
+from tests.support.operator import (
+    DIGITS_DIR,
+    OperatorProcess,
+    apply,
+    digits_experiment,
+    get,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.kubectl, pytest.mark.slow, pytest.mark.timeout(300)]
 SKIP = {"skip": {"reason": "the pod faults are under test, not this code"}}
 CODE = REPO / "tests" / "faults" / "code"
+# The digits example paced to 50 ms a step, so the test acts at the step it means to.
+PACED = {
+    "entrypoint": "slow_digits:setup",
+    "env": [{"name": "PYTHONPATH", "value": f"{DIGITS_DIR}:{CODE}"}],
+}
 
 
 @pytest.fixture
@@ -156,6 +168,7 @@ def test_a_training_pod_deleted_then_evicted_resumes_from_its_checkpoints(
             "resumes",
             tmp_path,
             validation=SKIP,
+            code=PACED,
             training={
                 "budget": {"maxSteps": max_steps, "maxDuration": "4m"},
                 "checkpoint": {"everySteps": every, "keepLast": 2},
