@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from proctor.api.layout import checkpoint_directory
+from proctor.api.layout import LayoutError, bundle_location, checkpoint_directory
 from proctor.api.redaction import redact
 from proctor.api.v1alpha1 import (
     Anomaly,
@@ -35,6 +35,7 @@ from proctor.api.v1alpha1 import (
     find_condition,
     set_condition,
 )
+from proctor.api.v1alpha1._base import LONG_TEXT
 from proctor.api.v1alpha1.experiment import (
     CheckpointRecord,
     EvalRecord,
@@ -48,6 +49,7 @@ from proctor.controller.observed import JobFacts, PodFacts
 from proctor.controller.plans import Event, Plan
 from proctor.controller.settings import ControllerSettings
 from proctor.controller.training_jobs import (
+    bundle_uri,
     checkpoint_uri,
     rendezvous_service,
     training_job,
@@ -381,7 +383,7 @@ class _Step:
         # every kept one was dropped from it, not newly found, and must not be counted again.
         oldest = min(a.time for a in kept) if len(kept) >= MAX_ANOMALIES else None
         new = [
-            a
+            self._confined(a)
             for a in self.observed.anomalies
             if (a.kind, a.time) not in known and (oldest is None or a.time > oldest)
         ]
@@ -403,13 +405,29 @@ class _Step:
                 Event("AnomalyRecorded", f"{anomaly.kind.value}: {anomaly.message}", "Warning")
             )
 
+    def _confined(self, anomaly: Anomaly) -> Anomaly:
+        """`anomaly` with its bundle URI kept only when it is a bundle of this experiment's own
+        prefix. Whoever may post Events in the namespace can write one; status must not send an
+        agent that reads it to another experiment's files or another store."""
+        if anomaly.bundle_uri is None:
+            return anomaly
+        own = bundle_uri(self.experiment, self.name, self.namespace, self.settings)
+        try:
+            if own is not None and bundle_location(anomaly.bundle_uri).prefix == own:
+                return anomaly
+        except LayoutError:
+            pass
+        note = f" [bundle URI {anomaly.bundle_uri[:200]!r} left out: not under {own or 'a store'}]"
+        message = anomaly.message[: LONG_TEXT - len(note)] + note
+        return anomaly.model_copy(update={"bundle_uri": None, "message": message})
+
     def _stop_on_anomaly(self) -> None:
         if self.experiment.spec.recovery.on_anomaly != AnomalyAction.STOP_TRAINING:
             return
         critical = [a for a in self.observed.anomalies if a.severity == Severity.CRITICAL]
         if not critical:
             return
-        anomaly = critical[0]
+        anomaly = self._confined(critical[0])
         where = f"; bundle: {anomaly.bundle_uri}" if anomaly.bundle_uri else ""
         self._end(
             False,

@@ -22,7 +22,7 @@ from tests.unit.controller.objects import (
     training_pod,
 )
 
-SETTINGS = ControllerSettings()
+SETTINGS = ControllerSettings(default_bundle_uri="s3://bundles")
 ALL_LAYERS = (LayerName.L0, LayerName.L1, LayerName.L2, LayerName.L3)
 
 
@@ -71,6 +71,12 @@ def _seen(obj: dict, **observed) -> Observed:
     return Observed(pyramid=_owned_pyramid(obj), **observed)
 
 
+def _bundle(minute: int, kind: str) -> str:
+    """Where the watchdog writes the bundle of a `kind` finding at NOW + `minute`."""
+    stamp = (NOW + timedelta(minutes=minute)).strftime("%Y%m%dT%H%M%SZ")
+    return f"s3://bundles/ml/exp/{stamp}-{kind}-3f9a1c"
+
+
 def _anomaly(kind: str = "LossSpike", minute: int = 0, severity: str = "Warning") -> Anomaly:
     return Anomaly.model_validate(
         {
@@ -79,7 +85,7 @@ def _anomaly(kind: str = "LossSpike", minute: int = 0, severity: str = "Warning"
             "time": (NOW + timedelta(minutes=minute)).isoformat(),
             "step": 10 + minute,
             "message": f"{kind} at minute {minute}",
-            "bundleURI": f"s3://bundles/ml/exp/{minute}-{kind}/",
+            "bundleURI": _bundle(minute, kind),
         }
     )
 
@@ -262,7 +268,7 @@ def test_anomalies_are_merged_once_each_and_counted():
     assert plan.status["anomalyCount"] == 2
     detected = _condition(plan.status, "AnomalyDetected")
     assert detected["reason"] == "AnomalyReported"
-    assert "s3://bundles/ml/exp/1-Stall/" in detected["message"]
+    assert _bundle(1, "Stall") in detected["message"]
     assert [e.reason for e in plan.events] == ["AnomalyRecorded", "AnomalyRecorded"]
     again = reconcile_experiment(
         _with_status(obj, plan.status),
@@ -274,6 +280,31 @@ def test_anomalies_are_merged_once_each_and_counted():
     assert [a["kind"] for a in again.status["anomalies"]] == ["LossSpike", "Stall", "LossSpike"]
     assert again.status["phase"] == "Training", "Notify only records"
     assert again.delete == []
+
+
+def test_a_bundle_uri_outside_the_experiment_s_prefix_is_left_out_of_status():
+    obj = _training(experiment("exp"))
+    job = training_job()
+    own = _anomaly("LossSpike", 0)
+    elsewhere = [
+        "s3://bundles/other-ns/exp/20261122T051200Z-Stall-3f9a1c",  # another namespace
+        "s3://bundles/ml/other/20261122T051200Z-Stall-3f9a1c",  # another experiment
+        "s3://attacker/ml/exp/20261122T051200Z-Stall-3f9a1c",  # another store
+        "s3://bundles/ml/exp/../../other-ns/exp/20261122T051200Z-Stall-3f9a1c",
+        "file:///etc/ml/exp/20261122T051200Z-Stall-3f9a1c",
+    ]
+    foreign = [
+        _anomaly("Stall", minute + 1).model_copy(update={"bundle_uri": uri})
+        for minute, uri in enumerate(elsewhere)
+    ]
+    plan = reconcile_experiment(obj, _seen(obj, job=job, anomalies=[own, *foreign]), NOW, SETTINGS)
+    recorded = plan.status["anomalies"]
+    assert recorded[0]["bundleURI"] == own.bundle_uri
+    assert [a.get("bundleURI") for a in recorded[1:]] == [None] * len(elsewhere)
+    assert all("left out: not under s3://bundles/ml/exp" in a["message"] for a in recorded[1:])
+    assert plan.status["anomalyCount"] == 1 + len(elsewhere), "still counted, only not linked"
+    detected = _condition(plan.status, "AnomalyDetected")
+    assert "left out" in detected["message"], "the condition does not link it either"
 
 
 def test_only_the_latest_anomalies_are_kept_and_old_ones_are_not_counted_again():
@@ -306,7 +337,7 @@ def test_a_critical_anomaly_stops_training_when_asked():
     trained = _condition(plan.status, "Trained")
     assert (trained["status"], trained["reason"]) == ("False", "StoppedOnAnomaly")
     assert "NonFiniteLoss" in trained["message"]
-    assert "s3://bundles/ml/exp/1-NonFiniteLoss/" in trained["message"]
+    assert _bundle(1, "NonFiniteLoss") in trained["message"]
     assert plan.delete == [("batch/v1", "Job", "exp-train")]
     # Progress is read at a bounded rate; the run reached at least the anomaly's step.
     assert plan.status["training"]["step"] == 11
