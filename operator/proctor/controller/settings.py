@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
+from proctor.api.redaction import redact
 from proctor.api.v1alpha1._base import STORAGE_URI_PATTERN
 
 
@@ -64,7 +66,16 @@ class ControllerSettings:
         for field_name, what in (("prometheus_url", "Prometheus"), ("storage_endpoint", "storage")):
             url = getattr(self, field_name)
             if url and not re.match(r"^https?://", url):
-                raise SettingError(field_name, f"{what} URL {url!r}: use http:// or https://")
+                raise SettingError(
+                    field_name, f"{what} URL {redact(url)!r}: use http:// or https://"
+                )
+            if url and "@" in urllib.parse.urlsplit(url).netloc:
+                # It is copied into every training Job's spec, which anyone who may read Jobs sees.
+                raise SettingError(
+                    field_name,
+                    f"{what} URL {redact(url)!r} carries credentials (user@host): give the "
+                    "host alone; Proctor passes no credentials in a URL",
+                )
         try:
             _check_default_thresholds(self.default_thresholds)
         except ValueError as exc:

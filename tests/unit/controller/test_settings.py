@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proctor.controller.settings import ControllerSettings
+from proctor.controller.settings import ControllerSettings, SettingError
 
 
 def test_a_bundle_store_with_an_unknown_scheme_is_refused_with_what_to_write():
@@ -39,3 +39,11 @@ def test_a_number_that_is_not_one_is_named(monkeypatch):
     monkeypatch.setenv("PROCTOR_RESYNC_SECONDS", "nine-one-oh-eight")
     with pytest.raises(ValueError, match="nine-one-oh-eight"):
         ControllerSettings.from_env()
+
+
+@pytest.mark.parametrize("field", ["prometheus_url", "storage_endpoint"])
+def test_a_url_with_credentials_is_refused_without_showing_them(field):
+    with pytest.raises(SettingError) as refused:
+        ControllerSettings(**{field: "http://admin:hunter2secret@prometheus:9090"})
+    assert "credentials" in str(refused.value)
+    assert "hunter2secret" not in str(refused.value)
