@@ -31,7 +31,12 @@ from proctor.cluster import errors, openapi, protobuf, tables
 from proctor.cluster.catalog import ResourceType
 from proctor.cluster.faults import ApiFaults
 from proctor.cluster.patches import APPLY_PATCH
-from proctor.cluster.selectors import SelectorError, field_selector, label_selector
+from proctor.cluster.selectors import (
+    SelectorError,
+    field_selector,
+    label_selector,
+    required_labels,
+)
 from proctor.cluster.store import Store, WatchEvent, check_shape
 
 logger = logging.getLogger(__name__)
@@ -362,7 +367,7 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
             matches = self._matcher(params)
             if params.get("watch") in ("true", "1"):
                 return await self._watch(request, rt, ns, matches)
-            items = self.store.list(rt, ns, matches)
+            items = self.store.list(rt, ns, matches, labels=self._labels(params))
             rv = str(self.store.resource_version)
             if self._wants_table(request):
                 return aiohttp.web.json_response(
@@ -439,7 +444,7 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
             if route.name:
                 deleted = self.store.delete(rt, ns, route.name, propagation=policy, dry_run=dry_run)
                 return aiohttp.web.json_response(deleted)
-            doomed = self.store.list(rt, ns, self._matcher(params))
+            doomed = self.store.list(rt, ns, self._matcher(params), labels=self._labels(params))
             for obj in doomed:
                 self.store.delete(
                     rt,
@@ -554,7 +559,8 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
         initial_events = params.get("sendInitialEvents") == "true"
         backlog: list[tuple[str, dict[str, Any]]]
         if rv_param == "0" or initial_events:
-            backlog = [("ADDED", obj) for obj in self.store.list(rt, ns, matches)]
+            listed = self.store.list(rt, ns, matches, labels=self._labels(params))
+            backlog = [("ADDED", obj) for obj in listed]
             last = self.store.resource_version
         else:
             try:
@@ -652,6 +658,10 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
         labels = label_selector(params.get("labelSelector"))
         fields = field_selector(params.get("fieldSelector"))
         return lambda obj: labels(obj) and fields(obj)
+
+    @staticmethod
+    def _labels(params: Any) -> dict[str, str]:
+        return required_labels(params.get("labelSelector"))
 
     @staticmethod
     def _wants_table(request: kmock.Request) -> bool:

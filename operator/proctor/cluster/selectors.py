@@ -50,6 +50,18 @@ def label_selector(selector: str | None) -> Predicate:
     return matches
 
 
+def required_labels(selector: str | None) -> dict[str, str]:
+    """The `key=value` terms of a label selector: labels every object it matches carries (a
+    store narrows its candidates by them; the predicate of label_selector still decides)."""
+    required: dict[str, str] = {}
+    for term in _split_terms(selector or ""):
+        if _SET_TERM.match(term) or "!=" in term or "=" not in term:
+            continue
+        key, value = (p.strip() for p in term.replace("==", "=").split("=", 1))
+        required.setdefault(key, value)  # a second value for the key: the predicate refuses all
+    return required
+
+
 def _label_check(term: str) -> Callable[[dict[str, str]], bool]:
     if match := _SET_TERM.match(term):
         key, op, raw = match.groups()

@@ -19,7 +19,7 @@ import copy
 import re
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,6 +150,9 @@ class Store:
         self._owned: dict[str, set[tuple[tuple[str, str], str, str]]] = {}  # owner uid -> objects
         self._terminating: set[tuple[tuple[str, str], str, str]] = set()  # deletionTimestamp set
         self._by_key: dict[tuple[str, str], ResourceType] = {}
+        # (resource key, label key, label value) -> the (namespace, name) that carry the label:
+        # a LIST by label selector reads its candidates, not every object of the type.
+        self._labelled: dict[tuple[tuple[str, str], str, str], set[tuple[str, str]]] = {}
         for rt in BUILTINS:
             self._register(rt)
         namespaces = self.type("", "v1", "namespaces")
@@ -196,19 +199,30 @@ class Store:
         matches: Predicate = lambda obj: True,
         *,
         shared: bool = False,
+        labels: Mapping[str, str] | None = None,
     ) -> builtins.list[Object]:
-        """Objects of `rt` in `namespace` ("" = all namespaces), oldest name first.
+        """Objects of `rt` in `namespace` ("" = all namespaces) that `matches`, by name.
 
         `shared`: shallow views whose nested data is the store's own, for in-process readers
         that only read (the pod runner scans every Job and pod on each change; deep copies of
-        all of them made that O(n) copies per event)."""
+        all of them made that O(n) copies per event).
+        `labels`: labels every match carries (a selector's equality terms; `matches` still
+        decides), so only the objects that carry them are looked at."""
         view = self._shallow_view if shared else self._view
-        items = [
-            view(rt, obj)
-            for (ns, _), obj in sorted(self._objects[rt.key].items())
-            if (not namespace or ns == namespace) and matches(obj)
+        objects = self._objects[rt.key]
+        if labels:
+            keys = set.intersection(
+                *(self._labelled.get((rt.key, k, v), set()) for k, v in labels.items())
+            )
+            candidates = [(key, objects[key]) for key in keys if key in objects]
+        else:
+            candidates = list(objects.items())
+        found = [
+            (key, obj)
+            for key, obj in candidates
+            if (not namespace or key[0] == namespace) and matches(obj)
         ]
-        return items
+        return [view(rt, obj) for _, obj in sorted(found, key=lambda item: item[0])]
 
     def events_since(self, rt: ResourceType, resource_version: int) -> builtins.list[WatchEvent]:
         """Changes of `rt` after `resource_version`; 410 Gone if history no longer reaches it."""
@@ -640,6 +654,12 @@ class Store:
         for obj, add in ((old, False), (new, True)):
             if obj is None:
                 continue
+            for label in (obj["metadata"].get("labels") or {}).items():
+                members = self._labelled.setdefault((rt.key, *label), set())
+                if add:
+                    members.add((ns, name))
+                else:
+                    members.discard((ns, name))
             for ref in obj["metadata"].get("ownerReferences") or []:
                 owned = self._owned.setdefault(ref.get("uid", ""), set())
                 if add:
