@@ -360,7 +360,7 @@ def test_a_critical_anomaly_stops_training_when_the_spec_asks(cluster, operator,
         tmp_path,
         validation={"skip": {"reason": "only the anomaly path is under test"}},
         training={"budget": {"maxSteps": 10_000_000, "maxDuration": "3m"}},
-        recovery={"onAnomaly": "StopTraining"},
+        recovery={"onAnomaly": "StopTraining", "bundleURI": f"file://{tmp_path}/bundles"},
     )
     apply(cluster, manifest)
     wait_for(
@@ -375,7 +375,7 @@ def test_a_critical_anomaly_stops_training_when_the_spec_asks(cluster, operator,
         time=datetime.now(UTC),
         step=1234,
         message="loss is nan at step 1234",
-        bundle_uri="file:///bundles/default/stop-me/20261122T000000Z-NonFiniteLoss/",
+        bundle_uri=f"file://{tmp_path}/bundles/default/stop-me/20261122T000000Z-NonFiniteLoss/",
     )
     event = anomaly_event(experiment, anomaly, "stop-me.nonfiniteloss.1234")
     cluster.kubectl("create", "-f", "-", input=json.dumps(event))

@@ -5,7 +5,8 @@ planted everywhere they could leak from.
 Planted: a Kubernetes Secret whose keys the Experiments reference from spec.code.env (secretKeyRef,
 under credential-like and innocent names alike), AWS-style storage keys in the operator's
 environment and in the watchdog's Secret (the emulated pods inherit the host's environment too,
-so the trainer sees them as well), and a token in the Prometheus URL the installation sets.
+so the trainer sees them as well). (A token in the installation's Prometheus URL is not planted:
+the operator refuses to start with one, tests/unit/controller/test_settings.py.)
 """
 
 from __future__ import annotations
@@ -37,11 +38,10 @@ PLANTED_STORAGE = {
     "AWS_ACCESS_KEY_ID": "AKIAPL4NTEDKEY000001",
     "AWS_SECRET_ACCESS_KEY": "Pl4ntedAwsSecret/Key+0123456789abcdefghij",
 }
-PROMETHEUS_TOKEN = "Pl4ntedPromToken0123456789"
 
 
 def planted_values() -> list[str]:
-    return [*PLANTED_CODE_SECRETS.values(), *PLANTED_STORAGE.values(), PROMETHEUS_TOKEN]
+    return [*PLANTED_CODE_SECRETS.values(), *PLANTED_STORAGE.values()]
 
 
 def secret_env() -> list[dict[str, object]]:
@@ -71,7 +71,7 @@ def installation(moto, tmp_path_factory) -> Iterator[tuple[RunningCluster, Opera
         "AWS_ENDPOINT_URL": moto.url,
         "PROCTOR_STORAGE_ENDPOINT": moto.url,
         "PROCTOR_WATCHDOG_SECRET": STORAGE_SECRET,
-        "PROCTOR_PROMETHEUS_URL": f"http://{PROMETHEUS_TOKEN}@127.0.0.1:{closed}",
+        "PROCTOR_PROMETHEUS_URL": f"http://127.0.0.1:{closed}",
     }
     saved = {key: os.environ.get(key) for key in planted_env}
     os.environ.update(planted_env)

@@ -6,7 +6,7 @@ environment and then raises an exception that quotes a bearer token and every Se
 One fails in its pyramid (L0), so the layer's result reaches the pyramid's and the Experiment's
 status; the other skips validation and trains: its loss turns NaN, so the watchdog writes a
 bundle (with the log tail) and posts Events, including one saying the Prometheus it was given
-(with a token in its URL) does not answer; the Job's retries crash with the exception, whose
+does not answer; the Job's retries crash with the exception, whose
 message the operator copies into status and an Event.
 Then every status, every Event, the operator's log and every object in the S3 endpoint is
 scanned for every planted value.
